@@ -1,0 +1,16 @@
+"""One module per framework behind one interface (each imports its framework on import).
+
+Every backend module provides:
+
+- ``FRAMEWORK``: its name; ``SYNC_METHOD``: how a timing waits for completed work.
+- ``versions() -> dict[str, str]``: versions of the framework's packages.
+- ``configure(threads: int) -> str``: set the CPU thread count; returns what was applied.
+- ``has_device(device) -> bool`` and ``device_name(device) -> str``.
+- ``to_framework(array, device)`` and ``to_numpy(x)``: exact conversions of NumPy arrays.
+- ``make_step(impl, grad, device)``: a callable ``(logits, targets)`` returning the per-example
+  loss ``[N]``, or with ``grad`` the pair (loss, gradient of the mean loss ``[N, C]``) computed by
+  the framework's own autodiff; compiled as a whole when ``impl.compiled``.
+- ``sync(out)``: block until ``out`` is computed.
+- ``reset_peak_memory(device)`` / ``peak_memory(device) -> int | None``: allocator peak bytes on
+  an accelerator (``None`` on CPU, where the harness measures the worker's resident memory).
+"""

@@ -1,0 +1,121 @@
+"""JAX backend and its cross-entropy implementations (optax and hand-written)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+FRAMEWORK = "jax"
+SYNC_METHOD = "jax.block_until_ready(out)"
+
+
+def versions() -> dict[str, str]:
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
+
+
+def configure(threads: int) -> str:
+    # XLA's CPU thread pool is fixed when the backend starts; the worker sets XLA_FLAGS before
+    # importing JAX (see benchmarks/worker.py). Report what is in force.
+    return f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} ({threads} requested)"
+
+
+def _device(device: str):
+    return jax.devices("gpu" if device == "cuda" else "cpu")[0]
+
+
+def has_device(device: str) -> bool:
+    try:
+        _device(device)
+    except RuntimeError:
+        return False
+    return True
+
+
+def device_name(device: str) -> str:
+    return _device(device).device_kind
+
+
+def to_framework(array: np.ndarray, device: str):
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.int32)  # JAX's default integer width (x64 disabled)
+    return jax.device_put(array, _device(device))
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.asarray(x)
+
+
+# --- implementations: fn(logits [N, C], targets) -> per-example loss [N] -------------------
+
+
+def optax_sparse(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def optax_onehot(logits, targets):
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def manual_sparse(logits, labels):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+
+
+def manual_onehot(logits, targets):
+    return -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+def _naive_probs(logits):
+    exp = jnp.exp(logits)
+    return exp / jnp.sum(exp, axis=-1, keepdims=True)
+
+
+def naive_sparse(logits, labels):
+    return -jnp.log(jnp.take_along_axis(_naive_probs(logits), labels[:, None], axis=-1)[:, 0])
+
+
+def naive_onehot(logits, targets):
+    return -jnp.sum(targets * jnp.log(_naive_probs(logits)), axis=-1)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def make_step(impl, grad: bool, device: str):
+    fn = impl.fn
+    if grad:
+
+        def step(logits, targets):
+            def mean_loss(x):
+                loss = fn(x, targets)
+                return jnp.mean(loss), loss
+
+            (_, loss), dlogits = jax.value_and_grad(mean_loss, has_aux=True)(logits)
+            return loss, dlogits
+
+    else:
+        step = fn
+    return jax.jit(step) if impl.compiled else step
+
+
+def sync(out) -> None:
+    jax.block_until_ready(out)
+
+
+def reset_peak_memory(device: str) -> None:
+    return None  # JAX has no reset; the harness reads compiled memory_analysis() instead
+
+
+def peak_memory(device: str) -> int | None:
+    if device != "cuda":
+        return None
+    stats = _device(device).memory_stats() or {}
+    return stats.get("peak_bytes_in_use")

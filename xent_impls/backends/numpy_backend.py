@@ -1,0 +1,60 @@
+"""NumPy backend: the float64 oracle registered as an implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xent_impls.reference import reference
+
+FRAMEWORK = "numpy"
+SYNC_METHOD = "none (NumPy is synchronous)"
+
+
+def versions() -> dict[str, str]:
+    return {"numpy": np.__version__}
+
+
+def configure(threads: int) -> str:
+    return f"numpy: BLAS threads from environment ({threads} requested)"
+
+
+def has_device(device: str) -> bool:
+    return device == "cpu"
+
+
+def device_name(device: str) -> str:
+    return "cpu"
+
+
+def to_framework(array: np.ndarray, device: str) -> np.ndarray:
+    return array
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.asarray(x)
+
+
+def reference_sparse(logits, targets):
+    return reference(logits, targets)
+
+
+reference_onehot = reference_sparse
+
+
+def make_step(impl, grad: bool, device: str):
+    def step(logits, targets):
+        return reference(logits, targets, grad=grad)
+
+    return step
+
+
+def sync(out) -> None:
+    return None
+
+
+def reset_peak_memory(device: str) -> None:
+    return None
+
+
+def peak_memory(device: str) -> int | None:
+    return None

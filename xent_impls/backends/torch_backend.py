@@ -1,0 +1,130 @@
+"""PyTorch backend and its cross-entropy implementations."""
+
+from __future__ import annotations
+
+import functools
+
+import ml_dtypes
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FRAMEWORK = "torch"
+SYNC_METHOD = "torch.cuda.synchronize() on CUDA; CPU ops are synchronous"
+
+_TORCH_DTYPES = {
+    np.dtype(np.float64): torch.float64,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.float16): torch.float16,
+}
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__}
+
+
+def configure(threads: int) -> str:
+    torch.set_num_threads(threads)
+    return f"torch.set_num_threads({threads})"
+
+
+def has_device(device: str) -> bool:
+    if device == "cpu":
+        return True
+    return device == "cuda" and torch.cuda.is_available()
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+
+
+def to_framework(array: np.ndarray, device: str) -> torch.Tensor:
+    """An exact copy of ``array`` on ``device`` (bfloat16 travels as its raw 16-bit words)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.dtype(ml_dtypes.bfloat16):
+        tensor = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    elif np.issubdtype(array.dtype, np.integer):
+        tensor = torch.from_numpy(array.astype(np.int64, copy=False))
+    else:
+        tensor = torch.from_numpy(array)
+    return tensor.to(device)
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return x.numpy()
+
+
+# --- implementations: fn(logits [N, C], targets) -> per-example loss [N] -------------------
+
+
+def native_sparse(logits, labels):
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def native_onehot(logits, targets):
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+def manual_sparse(logits, labels):
+    return -F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
+
+
+def manual_onehot(logits, targets):
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+
+
+def _naive_probs(logits):
+    exp = torch.exp(logits)
+    return exp / exp.sum(dim=-1, keepdim=True)
+
+
+def naive_sparse(logits, labels):
+    return -torch.log(_naive_probs(logits).gather(1, labels[:, None]).squeeze(1))
+
+
+def naive_onehot(logits, targets):
+    return -(targets * torch.log(_naive_probs(logits))).sum(dim=-1)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def make_step(impl, grad: bool, device: str):
+    fn = torch.compile(impl.fn, dynamic=False) if impl.compiled else impl.fn
+    if not grad:
+
+        def forward(logits, targets):
+            with torch.no_grad():
+                return fn(logits, targets)
+
+        return forward
+
+    def forward_backward(logits, targets):
+        logits = logits.detach().requires_grad_(True)
+        loss = fn(logits, targets)
+        (dlogits,) = torch.autograd.grad(loss.mean(), logits)
+        return loss.detach(), dlogits
+
+    return forward_backward
+
+
+def sync(out) -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device: str) -> int | None:
+    return int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
+
+
+def memory_in_use(device: str) -> int | None:
+    return int(torch.cuda.memory_allocated()) if device == "cuda" else None

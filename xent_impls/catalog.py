@@ -1,0 +1,91 @@
+"""The registered implementations, as plain data (no framework is imported here).
+
+Each entry names its loss function as ``"module:function"``; the backend compiles the whole
+step (forward, or forward + backward) when ``compiled`` is set.
+"""
+
+from __future__ import annotations
+
+from xent_impls.registry import Impl
+
+ALL_FLOATS = ("float32", "float16", "bfloat16", "float64")
+GPU_AND_CPU = ("cpu", "cuda")
+
+NAIVE_FAILURE = (
+    "textbook -log(exp(x) / sum(exp(x))) without the max shift: exp overflows once a logit "
+    "exceeds about 88 (float32/bfloat16) or 11 (float16), giving inf/NaN"
+)
+KERAS_PROBS_FAILURE = (
+    "Keras clips probabilities to [1e-7, 1 - 1e-7] when from_logits=False: every loss above "
+    "-log(1e-7) = 16.1 is capped and its gradient is lost"
+)
+
+
+def _impl(framework, variant, form, entry, description, *, compiled=False, failure=None,
+          dtypes=ALL_FLOATS, devices=GPU_AND_CPU) -> Impl:
+    module = {
+        "numpy": "xent_impls.backends.numpy_backend",
+        "torch": "xent_impls.backends.torch_backend",
+        "jax": "xent_impls.backends.jax_backend",
+        "tensorflow": "xent_impls.backends.tensorflow_backend",
+    }[framework]
+    return Impl(
+        id=f"{framework}/{variant}/{form}",
+        framework=framework,
+        form=form,
+        variant=variant,
+        compiled=compiled,
+        dtypes=dtypes,
+        devices=devices,
+        description=description,
+        entry=f"{module}:{entry}",
+        expected_failure=failure,
+    )
+
+
+def _both_forms(framework, variant, entry_stem, description, **kw) -> list[Impl]:
+    return [
+        _impl(framework, variant, form, f"{entry_stem}_{form}", description, **kw)
+        for form in ("sparse", "onehot")
+    ]
+
+
+IMPLS: tuple[Impl, ...] = tuple(
+    # NumPy: the float64 oracle itself, registered like any other implementation.
+    _both_forms("numpy", "reference", "reference",
+                "float64 oracle: stable log-sum-exp in float64, analytic gradient",
+                devices=("cpu",))
+    # PyTorch
+    + _both_forms("torch", "native", "native",
+                  "F.cross_entropy with class indices / probability targets, eager")
+    + _both_forms("torch", "manual", "manual", "-(target * F.log_softmax(x)), eager")
+    + _both_forms("torch", "naive", "naive", "-log(exp(x) / exp(x).sum()), eager",
+                  failure=NAIVE_FAILURE)
+    + _both_forms("torch", "compiled", "native", "torch.compile of F.cross_entropy",
+                  compiled=True)
+    # JAX (jit unless the variant says eager)
+    + _both_forms("jax", "optax", "optax",
+                  "optax.softmax_cross_entropy_with_integer_labels / softmax_cross_entropy, "
+                  "under jax.jit", compiled=True)
+    + _both_forms("jax", "optax-eager", "optax", "optax cross-entropy, op by op (no jit)")
+    + _both_forms("jax", "manual", "manual", "-(target * jax.nn.log_softmax(x)), under jax.jit",
+                  compiled=True)
+    + _both_forms("jax", "naive", "naive", "-log(exp(x) / exp(x).sum()), under jax.jit",
+                  compiled=True, failure=NAIVE_FAILURE)
+    # TensorFlow
+    + _both_forms("tensorflow", "native", "native",
+                  "tf.nn.sparse_softmax_cross_entropy_with_logits / "
+                  "softmax_cross_entropy_with_logits, eager")
+    + _both_forms("tensorflow", "native-xla", "native",
+                  "tf.nn softmax cross-entropy under tf.function(jit_compile=True)",
+                  compiled=True)
+    + _both_forms("tensorflow", "keras", "keras",
+                  "Keras (Sparse)CategoricalCrossentropy(from_logits=True), eager; "
+                  "Keras computes in float32 for 16-bit inputs")
+    + _both_forms("tensorflow", "keras-xla", "keras",
+                  "Keras (Sparse)CategoricalCrossentropy(from_logits=True) under XLA",
+                  compiled=True)
+    + _both_forms("tensorflow", "keras-probs", "keras_probs",
+                  "Keras (Sparse)CategoricalCrossentropy(from_logits=False) fed tf.nn.softmax(x)",
+                  failure=KERAS_PROBS_FAILURE)
+)
