@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
@@ -115,10 +116,33 @@ def require_framework(framework: str) -> None:
         )
 
 
+PLUGINS_ENV = "XENT_IMPLS_PLUGINS"
+
+
+@functools.cache
+def _plugin_impls(spec: str) -> tuple[Impl, ...]:
+    impls: list[Impl] = []
+    for name in filter(None, (part.strip() for part in spec.split(","))):
+        module = importlib.import_module(name)
+        found = getattr(module, "IMPLS", None)
+        if found is None:
+            raise ValueError(f"plugin module {name!r} (from ${PLUGINS_ENV}) defines no IMPLS")
+        impls.extend(found)
+    return tuple(impls)
+
+
 def _catalog() -> tuple[Impl, ...]:
+    """The built-in catalog plus the ``IMPLS`` of every module named (comma-separated) in the
+    ``XENT_IMPLS_PLUGINS`` environment variable: user implementations join every run, and
+    worker processes inherit the variable."""
     from xent_impls.catalog import IMPLS
 
-    return IMPLS
+    plugins = _plugin_impls(os.environ.get(PLUGINS_ENV, ""))
+    ids = [impl.id for impl in IMPLS + plugins]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"implementation ids registered twice: {', '.join(duplicates)}")
+    return IMPLS + plugins
 
 
 def all_impls() -> tuple[Impl, ...]:

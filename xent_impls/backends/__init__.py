@@ -11,6 +11,7 @@ Every backend module provides:
   loss ``[N]``, or with ``grad`` the pair (loss, gradient of the mean loss ``[N, C]``) computed by
   the framework's own autodiff; compiled as a whole when ``impl.compiled``.
 - ``sync(out)``: block until ``out`` is computed.
-- ``reset_peak_memory(device)`` / ``peak_memory(device) -> int | None``: allocator peak bytes on
-  an accelerator (``None`` on CPU, where the harness measures the worker's resident memory).
+- ``reset_peak_memory(device)``, ``peak_memory(device)`` and ``memory_in_use(device)``: allocator
+  bytes on an accelerator (``None`` on CPU, where the harness measures resident memory).
+- ``ceiling_ops(device, numel)``: copy, read-only and exp passes for the machine ceilings.
 """

@@ -119,3 +119,17 @@ def peak_memory(device: str) -> int | None:
         return None
     stats = _device(device).memory_stats() or {}
     return stats.get("peak_bytes_in_use")
+
+
+def ceiling_ops(device: str, numel: int) -> dict:
+    """One pass each of a streaming copy (negation: XLA elides a plain copy), read-only
+    reduction and exp over ``numel`` float32 values, each jitted."""
+    x = jax.device_put(np.random.default_rng(0).random(numel, dtype=np.float32), _device(device))
+    neg, total, exp = jax.jit(jnp.negative), jax.jit(jnp.sum), jax.jit(jnp.exp)
+    return {"copy": lambda: neg(x), "read": lambda: total(x), "exp": lambda: exp(x)}
+
+
+def memory_in_use(device: str) -> int | None:
+    if device != "cuda":
+        return None
+    return (_device(device).memory_stats() or {}).get("bytes_in_use")

@@ -58,3 +58,18 @@ def reset_peak_memory(device: str) -> None:
 
 def peak_memory(device: str) -> int | None:
     return None
+
+
+def ceiling_ops(device: str, numel: int) -> dict:
+    """One pass each of copy, read-only reduction and exp over ``numel`` float32 values."""
+    x = np.random.default_rng(0).random(numel, dtype=np.float32)
+    y = np.empty_like(x)
+    return {
+        "copy": lambda: np.copyto(y, x),
+        "read": lambda: x.sum(),
+        "exp": lambda: np.exp(x, out=y),
+    }
+
+
+def memory_in_use(device: str) -> int | None:
+    return None

@@ -136,3 +136,25 @@ def peak_memory(device: str) -> int | None:
     if device != "cuda":
         return None
     return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+
+def ceiling_ops(device: str, numel: int) -> dict:
+    """One pass each of a streaming copy (negation: tf.identity does not copy), read-only
+    reduction and exp over ``numel`` float32 values."""
+    with tf.device(_device(device)):
+        x = tf.random.uniform([numel], dtype=tf.float32)
+
+    def on_device(op):
+        def run():
+            with tf.device(_device(device)):
+                return op(x)
+        return run
+
+    return {"copy": on_device(tf.negative), "read": on_device(tf.reduce_sum),
+            "exp": on_device(tf.exp)}
+
+
+def memory_in_use(device: str) -> int | None:
+    if device != "cuda":
+        return None
+    return int(tf.config.experimental.get_memory_info("GPU:0")["current"])

@@ -128,3 +128,15 @@ def peak_memory(device: str) -> int | None:
 
 def memory_in_use(device: str) -> int | None:
     return int(torch.cuda.memory_allocated()) if device == "cuda" else None
+
+
+def ceiling_ops(device: str, numel: int) -> dict:
+    """One pass each of copy, read-only reduction and exp over ``numel`` float32 values
+    (outputs preallocated, so no allocation is timed)."""
+    x = torch.rand(numel, device=device)
+    y = torch.empty_like(x)
+    return {
+        "copy": lambda: y.copy_(x),
+        "read": lambda: x.sum(),
+        "exp": lambda: torch.exp(x, out=y),
+    }

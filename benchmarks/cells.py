@@ -1,0 +1,50 @@
+"""Cells: one measurement of one implementation on one case.
+
+A cell is a plain dict (it travels to worker processes as JSON) with the keys in ``CELL_KEYS``.
+``cell_key`` names it uniquely inside a run, which is what ``--resume`` uses to skip finished
+cells.
+"""
+
+from __future__ import annotations
+
+from xent_impls import Case, Impl
+
+CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
+             "pass", "device")
+KINDS = ("agreement", "timing")
+PASSES = ("forward", "forward_backward")
+
+
+def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str) -> dict:
+    if kind not in KINDS:
+        raise ValueError(f"unknown cell kind {kind!r}; known: {', '.join(KINDS)}")
+    if pass_ not in PASSES:
+        raise ValueError(f"unknown pass {pass_!r}; known: {', '.join(PASSES)}")
+    return {
+        "kind": kind,
+        "impl": impl.id,
+        "framework": impl.framework,
+        "form": impl.form,
+        "variant": impl.variant,
+        "n": case.n,
+        "c": case.c,
+        "dtype": case.dtype,
+        "scale": case.scale,
+        "seed": case.seed,
+        "pass": pass_,
+        "device": device,
+    }
+
+
+def cell_case(cell: dict) -> Case:
+    return Case(cell["n"], cell["c"], cell["dtype"], cell["scale"], cell["seed"])
+
+
+def cell_key(cell: dict) -> str:
+    return "|".join(str(cell[k]) for k in CELL_KEYS if k not in ("framework", "form", "variant"))
+
+
+def describe(cell: dict) -> str:
+    """Short human label for progress output."""
+    scale = f" s{cell['scale']:g}" if cell["kind"] == "agreement" else ""
+    return f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}"

@@ -1,0 +1,209 @@
+"""The ``xent-bench`` command line (also ``python -m benchmarks``).
+
+    xent-bench run [--preset default] [filters]   timing run (time, GB/s, % of limit, memory)
+    xent-bench agreement [--preset agreement]     loss/gradient error against the float64 oracle
+    xent-bench run --resume RUN_FOLDER            finish an interrupted run
+    xent-bench report RUN_FOLDER                  rebuild the reports of a run folder
+    xent-bench list                               implementations and presets
+
+Bad input (unknown names, malformed sizes, a missing device) prints one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: one line on stderr and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2 (argparse's own convention too)
+        raise UsageError(message)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument("--preset", default=default_preset, help=f"grid preset (default: {default_preset})")
+    p.add_argument("--framework", action="append", type=_csv, default=[],
+                   help="only these frameworks (repeat or comma-separate): torch, jax, tensorflow, numpy")
+    p.add_argument("--impl", action="append", type=_csv, default=[],
+                   help="implementation id or glob, e.g. 'torch/*' or '*/sparse' (repeatable)")
+    p.add_argument("--form", action="append", type=_csv, default=[], help="sparse and/or onehot")
+    p.add_argument("--dtype", action="append", type=_csv, default=[],
+                   help="float32, bfloat16, float16, float64 (replaces the preset's dtypes)")
+    p.add_argument("--size", action="append", type=_csv, default=[],
+                   help="NxC, e.g. 1024x32000 (replaces the preset's sizes; repeatable)")
+    p.add_argument("--pass", dest="passes", action="append", type=_csv, default=[],
+                   help="forward and/or forward_backward")
+    p.add_argument("--device", choices=None, default=None, help="cpu or cuda (default: the preset's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every framework (default: all cores)")
+    p.add_argument("--allocator", default="default",
+                   help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
+    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="folder that receives the run folder (default: results)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_FOLDER",
+                   help="finish an interrupted run folder (other grid options are ignored)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="records only, no report")
+
+
+def _flat(values: list[list[str]]) -> list[str] | None:
+    flat = [v for group in values for v in group]
+    return flat or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xent-bench", description="Cross-entropy benchmark suite.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="timing run: time, bandwidth, %% of limit, memory")
+    _add_grid_options(run, "default")
+    agree = sub.add_parser("agreement", help="agreement with the float64 oracle")
+    _add_grid_options(agree, "agreement")
+    agree.add_argument("--scale", action="append", type=_csv, default=[],
+                       help="logit scales (replaces the preset's), e.g. 1,10,100")
+    report = sub.add_parser("report", help="rebuild the reports of a run folder")
+    report.add_argument("run_folder", type=Path)
+    sub.add_parser("list", help="list implementations and presets")
+    return parser
+
+
+def _parse_sizes(values) -> list[tuple[int, int]] | None:
+    from xent_impls import parse_size
+
+    flat = _flat(values)
+    return [parse_size(v) for v in flat] if flat else None
+
+
+def _parse_scales(values) -> list[float] | None:
+    flat = _flat(values)
+    if not flat:
+        return None
+    scales = []
+    for v in flat:
+        try:
+            scales.append(float(v))
+        except ValueError:
+            raise UsageError(f"malformed scale {v!r}: expected a number such as 10") from None
+    return scales
+
+
+def cmd_list() -> int:
+    import xent_impls
+    from benchmarks.presets import PRESETS
+
+    print("Implementations (framework installed: yes/no)")
+    for impl in xent_impls.all_impls():
+        mark = "yes" if xent_impls.framework_installed(impl.framework) else "no "
+        fail = "  [meant to fail in some cases]" if impl.expected_failure else ""
+        print(f"  {mark}  {impl.id:34s} {impl.description}{fail}")
+    print("\nPresets")
+    for p in PRESETS.values():
+        print(f"  {p.name:16s} ({p.kind}) {p.description}")
+    for note in xent_impls.skipped_notes():
+        print(f"\nnote: {note}")
+    return 0
+
+
+def cmd_measure(args, kind: str) -> int:
+    import xent_impls
+    from benchmarks import runner
+    from benchmarks.presets import build_cells, get_preset
+
+    if args.resume is not None:
+        meta = runner.read_meta(args.resume)
+        run_dir = runner.run_cells(meta["cells"], args.resume, meta, progress=not args.no_progress)
+    else:
+        preset = get_preset(args.preset)
+        if preset.kind != kind:
+            raise UsageError(f"preset {args.preset!r} is a {preset.kind} preset; use "
+                             f"'xent-bench {'run' if preset.kind == 'timing' else 'agreement'}'")
+        device = args.device or preset.device
+        if device not in ("cpu", "cuda"):
+            raise UsageError(f"unknown device {device!r}; known: cpu, cuda")
+        threads = args.threads or os.cpu_count() or 1
+        if threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}")
+        if args.allocator not in runner.ALLOCATORS:
+            raise UsageError(f"unknown allocator {args.allocator!r}; known: "
+                             f"{', '.join(runner.ALLOCATORS)}")
+        cells = build_cells(
+            preset,
+            impl_patterns=_flat(args.impl), frameworks=_flat(args.framework),
+            forms=_flat(args.form), sizes=_parse_sizes(args.size), dtypes=_flat(args.dtype),
+            passes=_flat(args.passes), scales=_parse_scales(getattr(args, "scale", [])),
+            device=device,
+        )
+        if not cells:
+            raise UsageError("the selection matches no cell (check --impl, --dtype, --device)")
+        if device == "cuda":
+            _require_device(device, sorted({c["framework"] for c in cells}))
+        meta = runner.new_meta(
+            kind, device=device, threads=threads, allocator=args.allocator,
+            budget_s=args.budget if args.budget is not None else preset.budget_s,
+            min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
+            cells=cells, notes=xent_impls.skipped_notes(),
+        )
+        run_dir = args.results / meta["run_id"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runner.write_meta(run_dir, meta)
+        print(f"run folder: {run_dir} ({len(cells)} cells)", file=sys.stderr)
+        for note in meta["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        run_dir = runner.run_cells(cells, run_dir, meta, progress=not args.no_progress)
+    if not args.no_report:
+        from benchmarks.report import write_reports
+
+        written = write_reports(run_dir)
+        print(f"report: {written['markdown']}", file=sys.stderr)
+    return 0
+
+
+def _require_device(device: str, frameworks: list[str]) -> None:
+    """A missing accelerator is a usage error, checked in a child process so that this process
+    imports no framework."""
+    import subprocess
+
+    code = ("import sys, xent_impls; fw=sys.argv[1]; "
+            "sys.exit(0 if xent_impls.backend(fw).has_device(sys.argv[2]) else 3)")
+    for fw in frameworks:
+        rc = subprocess.run([sys.executable, "-c", code, fw, device], capture_output=True).returncode
+        if rc == 3:
+            raise UsageError(f"device {device!r} is not available to {fw} on this machine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "report":
+            from benchmarks.report import write_reports
+
+            written = write_reports(args.run_folder)
+            print(f"report: {written['markdown']}", file=sys.stderr)
+            return 0
+        return cmd_measure(args, "timing" if args.command == "run" else "agreement")
+    except (UsageError, ValueError) as exc:
+        print(f"xent-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("xent-bench: interrupted; finished cells are kept (resume with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

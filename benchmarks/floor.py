@@ -1,0 +1,76 @@
+"""The floor model (DESIGN.md, rule 6) and the machine ceilings it divides by.
+
+``L = N * C * itemsize`` of the logits. Bytes: a forward reads ``L``; a fused forward+backward
+reads ``L`` and writes the gradient, ``2L``; the one-hot form also reads the target matrix,
+``+L``. Exponentials: one per logit. A cell's floor is the larger of bytes / bandwidth
+(read-only bandwidth for forward, copy bandwidth for forward+backward) and exponentials / exp
+throughput. "% of limit" = floor / median time.
+
+The ceilings are measured in the same run on the same device: every framework worker times a
+copy, a read-only reduction and a vectorised exp over an array far larger than the caches, and
+the run keeps the best of each (the fastest the machine was seen to go), so no implementation
+can honestly exceed 100% of its floor.
+"""
+
+from __future__ import annotations
+
+from xent_impls.dtypes import numpy_dtype
+
+from benchmarks.timing import time_step
+
+# Elements in the ceiling arrays: 64 Mi float32 = 256 MiB per array on CPU (8x a 32 MiB L3),
+# 1 Gi elements = 4 GiB on a GPU (far beyond a 50-60 MB L2).
+CEILING_NUMEL = {"cpu": 64 * 2**20, "cuda": 2**30}
+
+
+def modelled_cost(n: int, c: int, dtype: str, form: str, pass_: str) -> dict:
+    """Modelled bytes and exponentials of one cell."""
+    logits_bytes = n * c * numpy_dtype(dtype).itemsize
+    bytes_ = logits_bytes * (1 if pass_ == "forward" else 2)
+    if form == "onehot":
+        bytes_ += logits_bytes
+    return {"logits_bytes": float(logits_bytes), "model_bytes": float(bytes_),
+            "model_exps": float(n * c)}
+
+
+def floor_metrics(cost: dict, pass_: str, ceilings: dict, median_s: float) -> dict:
+    """Floor, GB/s and % of limit of a cell from its modelled cost and the run's ceilings."""
+    bw = ceilings["read_GBps"] if pass_ == "forward" else ceilings["copy_GBps"]
+    mem_s = cost["model_bytes"] / (bw * 1e9)
+    exp_s = cost["model_exps"] / (ceilings["exp_Gps"] * 1e9)
+    floor_s = max(mem_s, exp_s)
+    return {
+        "floor_s": floor_s,
+        "floor_bound": 1.0 if exp_s > mem_s else 0.0,  # 1: exp throughput binds, 0: memory
+        "GBps": cost["model_bytes"] / median_s / 1e9,
+        "pct_of_limit": 100.0 * floor_s / median_s,
+        "calls_per_s": 1.0 / median_s,
+    }
+
+
+def measure_ceilings(backend, device: str, budget_s: float = 0.5) -> dict:
+    """Copy and read-only bandwidth (GB/s) and exp throughput (G exp/s) of ``backend``'s own
+    ops on ``device``. Uses the best round: a ceiling is what the machine can do."""
+    numel = CEILING_NUMEL["cuda" if device == "cuda" else "cpu"]
+    ops = backend.ceiling_ops(device, numel)
+    best = {}
+    for name, op in ops.items():
+        timing = time_step(lambda: op(), [()], backend.sync, budget_s=budget_s, min_rounds=5,
+                           max_rounds=200)
+        best[name] = min(timing.times_s)
+    itemsize = 4
+    return {
+        "copy_GBps": 2 * numel * itemsize / best["copy"] / 1e9,
+        "read_GBps": numel * itemsize / best["read"] / 1e9,
+        "exp_Gps": numel / best["exp"] / 1e9,
+    }
+
+
+def best_ceilings(per_framework: dict[str, dict]) -> dict:
+    """The run-wide ceilings: the best of every framework's measurement, with who set each."""
+    out = {}
+    for key in ("copy_GBps", "read_GBps", "exp_Gps"):
+        fw, vals = max(per_framework.items(), key=lambda kv: kv[1][key])
+        out[key] = vals[key]
+        out[f"{key}_by"] = fw
+    return out

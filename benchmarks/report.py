@@ -1,0 +1,2 @@
+def write_reports(run_dir):
+    return {"markdown": "TODO"}

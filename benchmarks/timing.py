@@ -1,0 +1,70 @@
+"""Steady-state timing with the framework's own sync, calibrated to a time budget.
+
+Rules (see DESIGN.md): a time counts only completed work (``sync`` runs inside every timed
+round); the first call (trace + compile + run) is timed apart from the steady state; a few
+warm-up calls follow it; then the number of rounds is calibrated so that the rounds fill
+``budget_s`` (between ``min_rounds`` and ``max_rounds``). Each round is one call; the output
+of a round is released before the next starts, so no two outputs are alive at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+NOISY_IQR = 0.10  # a cell whose IQR / median exceeds this is flagged noisy
+
+
+@dataclasses.dataclass
+class Timing:
+    first_call_s: float
+    times_s: list[float]
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times_s))
+
+    def summary(self) -> dict:
+        t = np.asarray(self.times_s)
+        q1, med, q3 = (float(v) for v in np.percentile(t, [25, 50, 75]))
+        iqr_rel = (q3 - q1) / med if med > 0 else math.inf
+        return {
+            "median_s": med,
+            "q1_s": q1,
+            "q3_s": q3,
+            "min_s": float(t.min()),
+            "iqr_rel": iqr_rel,
+            "noisy": float(iqr_rel > NOISY_IQR),
+            "rounds": float(t.size),
+            "first_call_s": self.first_call_s,
+            # First call minus steady state: trace, compile and one-off set-up of this shape.
+            "compile_s": max(self.first_call_s - med, 0.0),
+        }
+
+
+def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
+              max_rounds: int = 1000, warmup: int = 2, on_first_call=None) -> Timing:
+    """Time ``step(*inputs[i % len(inputs)])`` (rotating input sets, e.g. to defeat a GPU cache).
+
+    ``on_first_call`` is called right after the first call completes (e.g. to read the peak
+    memory of the compiling call before steady state begins).
+    """
+    def call(i: int) -> float:
+        args = inputs[i % len(inputs)]
+        start = time.perf_counter()
+        out = step(*args)
+        sync(out)
+        elapsed = time.perf_counter() - start
+        del out
+        return elapsed
+
+    first = call(0)
+    if on_first_call is not None:
+        on_first_call()
+    probe = min(call(i + 1) for i in range(max(warmup, 1)))
+    rounds = int(min(max(math.ceil(budget_s / max(probe, 1e-9)), min_rounds), max_rounds))
+    times = [call(i) for i in range(rounds)]
+    return Timing(first_call_s=first, times_s=times)
