@@ -67,13 +67,15 @@ def _errors(prefix: str, actual: np.ndarray, ref: np.ndarray, scale: np.ndarray,
 
 
 def agreement_metrics(logits: np.ndarray, loss, grad, ref_loss, ref_grad, dtype: str) -> dict:
-    """Error metrics of ``(loss [N], grad [N, C])`` against the oracle's ``(ref_loss, ref_grad)``."""
+    """Error metrics of ``(loss [N], grad [N, C])`` against the oracle's ``(ref_loss, ref_grad)``
+    (``grad`` may be None for a forward-only result)."""
     e = eps(dtype)
     n = logits.shape[0]
     x = np.abs(logits.astype(np.float64))
     row_scale = np.maximum(1.0, x.max(axis=1) if x.size else np.ones(n))
     metrics = _errors("loss", np.asarray(loss), ref_loss, row_scale, e)
-    metrics |= _errors("grad", np.asarray(grad) * n, ref_grad * n, np.ones(1), e)
+    if grad is not None:
+        metrics |= _errors("grad", np.asarray(grad) * n, ref_grad * n, np.ones(1), e)
     return metrics
 
 
@@ -81,20 +83,33 @@ def verdict(metrics: dict, dtype: str, native: dict | None = None) -> str:
     """``pass``, ``as-native``, ``fail`` or ``nonfinite`` for one cell's metrics.
 
     ``native`` is the metrics dict of the framework's native op on the same case (or None).
+    A forward-only cell has no gradient metrics and is judged on its loss alone.
     """
-    if metrics.get("loss_nonfinite", 0) or metrics.get("grad_nonfinite", 0):
+    quantities = [q for q in ("loss", "grad") if _present(metrics.get(f"{q}_err_eps"))]
+    if not quantities:
+        return "unchecked"
+    if any(metrics.get(f"{q}_nonfinite", 0) for q in quantities):
         return "nonfinite"
     tol = TOLERANCE_EPS[dtype]
-    if metrics["loss_err_eps"] <= tol["loss"] and metrics["grad_err_eps"] <= tol["grad"]:
+    if all(metrics[f"{q}_err_eps"] <= tol[q] for q in quantities):
         return "pass"
     if dtype in ("float16", "bfloat16") and native is not None:
         within = all(
-            metrics[f"{q}_err_eps"] <= max(tol[q], NATIVE_SLACK * native.get(f"{q}_err_eps", np.inf))
-            for q in ("loss", "grad")
+            metrics[f"{q}_err_eps"]
+            <= max(tol[q], NATIVE_SLACK * _or_inf(native.get(f"{q}_err_eps")))
+            for q in quantities
         )
         if within:
             return "as-native"
     return "fail"
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
+def _or_inf(value) -> float:
+    return float(value) if _present(value) else np.inf
 
 
 def add_verdicts(cells):
@@ -106,17 +121,16 @@ def add_verdicts(cells):
 
     expected = {i.id: i.expected_failure for i in all_impls()}
     cells = cells.copy()
-    by_key = {
-        (r["impl"], r["n"], r["c"], r["dtype"], r["scale"], r["seed"]): r
-        for r in cells.to_dict("records")
-    }
+    def key(impl_id, r):
+        return (impl_id, r["n"], r["c"], r["dtype"], r["scale"], r["seed"], r["pass"], r["device"])
+
+    by_key = {key(r["impl"], r): r for r in cells.to_dict("records")}
     verdicts = []
     for r in cells.to_dict("records"):
         if r["status"] != "ok":
             verdicts.append("error")
             continue
-        nat = by_key.get((native_id(r["framework"], r["form"]), r["n"], r["c"], r["dtype"],
-                          r["scale"], r["seed"]))
+        nat = by_key.get(key(native_id(r["framework"], r["form"]), r))
         native = nat if nat is not None and nat["status"] == "ok" else None
         verdicts.append(verdict(r, r["dtype"], native))
     cells["verdict"] = pd.Series(verdicts, index=cells.index, dtype="object")

@@ -49,21 +49,24 @@ def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
               max_rounds: int = 1000, warmup: int = 2, on_first_call=None) -> Timing:
     """Time ``step(*inputs[i % len(inputs)])`` (rotating input sets, e.g. to defeat a GPU cache).
 
-    ``on_first_call`` is called right after the first call completes (e.g. to read the peak
-    memory of the compiling call before steady state begins).
+    ``on_first_call(out)`` is called with the first call's output right after it completes
+    (to check its values and read the peak memory of the compiling call before steady state).
     """
-    def call(i: int) -> float:
+    def call(i: int, keep: bool = False):
         args = inputs[i % len(inputs)]
         start = time.perf_counter()
         out = step(*args)
         sync(out)
         elapsed = time.perf_counter() - start
+        if keep:
+            return elapsed, out
         del out
         return elapsed
 
-    first = call(0)
+    first, out = call(0, keep=True)
     if on_first_call is not None:
-        on_first_call()
+        on_first_call(out)
+    del out
     probe = min(call(i + 1) for i in range(max(warmup, 1)))
     rounds = int(min(max(math.ceil(budget_s / max(probe, 1e-9)), min_rounds), max_rounds))
     times = [call(i) for i in range(rounds)]

@@ -55,6 +55,26 @@ def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     return metrics, labels, {}
 
 
+# Rows of a timed cell whose output is checked against the float64 oracle (per-example losses
+# are independent rows, so a prefix is a fair sample and keeps the oracle cheap at GPU sizes).
+CHECK_ROWS = 256
+
+
+def _check_output(impl, case, out, logits, targets, pass_: str) -> dict:
+    """Agreement metrics of a timed step's own output on its first ``CHECK_ROWS`` rows."""
+    be = impl.backend
+    rows = min(case.n, CHECK_ROWS)
+    ref_loss, ref_grad = xent_impls.reference(logits[:rows], targets[:rows], grad=True)
+    if pass_ == "forward":
+        loss = be.to_numpy(out)[:rows]
+        return agreement.agreement_metrics(logits[:rows], loss, None, ref_loss, ref_grad,
+                                           case.dtype)
+    loss, grad = be.to_numpy(out[0])[:rows], be.to_numpy(out[1])[:rows]
+    # The step's gradient is of the mean over all N rows; the oracle's over `rows` rows.
+    grad = grad.astype(np.float64) * (case.n / rows)
+    return agreement.agreement_metrics(logits[:rows], loss, grad, ref_loss, ref_grad, case.dtype)
+
+
 def measure_timing(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     case = cell_case(cell)
     device = cell["device"]
@@ -65,29 +85,38 @@ def measure_timing(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     if device == "cuda":
         copies = int(min(MAX_ROTATION, max(1, -(-GPU_CACHE_BYTES // max(cost["model_bytes"], 1)))))
     inputs = [to_framework_inputs(impl, logits, targets, device) for _ in range(copies)]
+    rows = min(case.n, CHECK_ROWS)
+    check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
     del logits, targets
     step = be.make_step(impl, cell["pass"] == "forward_backward", device)
 
+    # Memory: resident size before the first call (inputs alive), the peak of the first call
+    # (includes compilation), what the first call left resident (caches, compiled code, pools),
+    # and the peak over steady-state rounds above what was resident when they began.
     rss0 = memory.rss_bytes()
     memory.reset_peak_rss()
     be.reset_peak_memory(device)
     in_use0 = be.memory_in_use(device)
-    first_peak = {}
+    extra: dict = {}
 
-    def after_first_call():
-        hwm = memory.peak_rss_bytes()
-        if device == "cpu" and hwm is not None and rss0 is not None:
-            first_peak["first_call_peak_bytes"] = float(hwm - rss0)
+    def after_first_call(out):
+        hwm, rss1 = memory.peak_rss_bytes(), memory.rss_bytes()
+        if device == "cpu" and None not in (hwm, rss0, rss1):
+            extra["first_call_peak_bytes"] = float(max(hwm - rss0, 0))
+            extra["retained_bytes"] = float(max(rss1 - rss0, 0))
+            extra["_rss1"] = rss1
+        extra.update(_check_output(impl, case, out, check_logits, check_targets, cell["pass"]))
         memory.reset_peak_rss()
 
     timing = time_step(step, inputs, be.sync, budget_s=task["budget_s"],
                        min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],
                        on_first_call=after_first_call)
-    metrics = timing.summary() | cost | first_peak
+    rss1 = extra.pop("_rss1", None)
+    metrics = timing.summary() | cost | extra
     if device == "cpu":
         hwm = memory.peak_rss_bytes()
-        if hwm is not None and rss0 is not None:
-            metrics["peak_extra_bytes"] = float(max(hwm - rss0, 0))
+        if hwm is not None and rss1 is not None:
+            metrics["peak_extra_bytes"] = float(max(hwm - rss1, 0))
     else:
         peak = be.peak_memory(device)
         if peak is not None and in_use0 is not None:
