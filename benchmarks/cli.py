@@ -132,7 +132,7 @@ def cmd_measure(args, kind: str) -> int:
         device = args.device or preset.device
         if device not in ("cpu", "cuda"):
             raise UsageError(f"unknown device {device!r}; known: cpu, cuda")
-        threads = args.threads or os.cpu_count() or 1
+        threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
         if threads < 1:
             raise UsageError(f"--threads must be at least 1, got {threads}")
         if args.allocator not in runner.ALLOCATORS:

@@ -59,13 +59,19 @@ def worker_env(threads: int, allocator: str) -> dict:
 
 
 class Progress:
-    """A progress bar over cells (tqdm when installed, plain lines otherwise)."""
+    """Progress over cells: a tqdm bar on a terminal; elsewhere (CI logs, pipes) one line per
+    cell at most every ``PLAIN_EVERY_S`` seconds, with the elapsed time and an estimate of the
+    time left."""
+
+    PLAIN_EVERY_S = 10.0
 
     def __init__(self, total: int, initial: int, enabled: bool):
         self.bar = None
         self.enabled = enabled
-        self.total, self.done = total, initial
-        if enabled:
+        self.total, self.done, self.initial = total, initial, initial
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        if enabled and sys.stderr.isatty():
             try:
                 from tqdm import tqdm
 
@@ -77,8 +83,16 @@ class Progress:
     def start(self, label: str) -> None:
         if self.bar is not None:
             self.bar.set_description_str(label[:70])
-        elif self.enabled:
-            print(f"[{self.done + 1}/{self.total}] {label}", file=sys.stderr, flush=True)
+            return
+        now = time.monotonic()
+        if self.enabled and now - self.last_line >= self.PLAIN_EVERY_S:
+            self.last_line = now
+            elapsed = now - self.started
+            measured = self.done - self.initial
+            left = (f", about {elapsed / measured * (self.total - self.done):.0f} s left"
+                    if measured else "")
+            print(f"[{self.done + 1}/{self.total}] {label} ({elapsed:.0f} s{left})",
+                  file=sys.stderr, flush=True)
 
     def advance(self) -> None:
         self.done += 1

@@ -57,7 +57,9 @@ def reference(logits: np.ndarray, targets: np.ndarray, grad: bool = False):
     n, c = logits.shape
     t = _as_target_matrix(targets, n, c)
     logp = log_softmax(logits)
-    loss = -np.sum(np.where(t != 0, t * logp, 0.0), axis=-1)
+    # Mask logp, not the product: t * logp would evaluate 0 * -inf (NaN and a RuntimeWarning)
+    # for a -inf masked class before np.where discards it.
+    loss = -np.sum(t * np.where(t != 0, logp, 0.0), axis=-1)
     if not grad:
         return loss
     softmax = np.exp(logp)

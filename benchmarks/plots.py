@@ -1,0 +1,137 @@
+"""Figures of a report, drawn with matplotlib's object API (``Figure`` on the Agg canvas).
+
+No ``pyplot``: nothing touches matplotlib's global backend or figure registry, so building a
+report inside a notebook or a test leaves the caller's state alone. Two generic figures serve
+every report; ``benchmarks.report`` decides what data goes into them:
+
+- :func:`lines_by_classes`: a metric against the number of classes C (log x), one line per
+  implementation (colour: framework/variant, line style: dtype), one panel per pass and form;
+- :func:`heatmap`: a labelled matrix (implementations down, cases across) coloured by a value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+DPI = 110
+LINESTYLES = {"float32": "-", "bfloat16": "--", "float16": ":", "float64": "-."}
+PASS_ORDER = ("forward", "forward_backward")
+FORM_ORDER = ("sparse", "onehot")
+MISSING_COLOUR = "#dddddd"
+
+
+def _ordered(values, order) -> list:
+    """The distinct ``values`` in ``order`` first, then any others sorted."""
+    present = set(values)
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path, title: str) -> Path | None:
+    """Plot ``df[y]`` against ``df["c"]`` (log-log), one panel per (pass, form).
+
+    ``df`` needs the columns ``series`` (line label, e.g. ``torch/native``), ``dtype``, ``pass``,
+    ``form``, ``c`` and ``y``. Rows with a missing ``y`` are dropped; returns None when nothing
+    is left to draw.
+    """
+    df = df.dropna(subset=[y])
+    if df.empty:
+        return None
+    passes = _ordered(df["pass"], PASS_ORDER)
+    forms = _ordered(df["form"], FORM_ORDER)
+    series = list(dict.fromkeys(df["series"]))  # in the caller's row order
+    cmap = colormaps["tab10" if len(series) <= 10 else "tab20"]
+    colour = {s: cmap(i % cmap.N) for i, s in enumerate(series)}
+    dtypes = _ordered(df["dtype"], tuple(LINESTYLES))
+
+    fig = Figure(figsize=(4.2 * len(forms) + 2.6, 3.2 * len(passes)))
+    axes = np.atleast_2d(fig.subplots(len(passes), len(forms), squeeze=False, sharex=True))
+    symlog = bool((df[y] <= 0).any())
+    for i, pass_ in enumerate(passes):
+        for j, form in enumerate(forms):
+            ax = axes[i, j]
+            panel = df[(df["pass"] == pass_) & (df["form"] == form)]
+            for (name, dtype), line in panel.groupby(["series", "dtype"], sort=True):
+                line = line.sort_values("c")
+                ax.plot(line["c"], line[y], marker="o", markersize=3.5, linewidth=1.4,
+                        color=colour[name], linestyle=LINESTYLES.get(dtype, "-"))
+            ax.set_xscale("log")
+            if symlog:
+                ax.set_yscale("symlog", linthresh=1.0)
+                ax.set_ylim(bottom=0)
+            else:
+                ax.set_yscale("log")
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(f"{pass_}, {form}", fontsize=9)
+            if i == len(passes) - 1:
+                ax.set_xlabel("number of classes C")
+            if j == 0:
+                ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], color=colour[s], marker="o", markersize=3.5, label=s) for s in series]
+    if len(dtypes) > 1:
+        handles += [Line2D([], [], color="black", linestyle=LINESTYLES.get(d, "-"), label=d)
+                    for d in dtypes]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def heatmap(values: pd.DataFrame, labels: pd.DataFrame, *, path: Path, title: str,
+            colorbar: str, cmap: str = "viridis", vmin: float | None = None,
+            vmax: float | None = None, log: bool = False) -> Path | None:
+    """A matrix of coloured cells, each annotated with its text from ``labels``.
+
+    ``values`` (float) and ``labels`` (str) share index (rows) and columns. NaN is drawn grey;
+    values above ``vmax`` (e.g. infinite errors) take the colour map's "over" colour (black).
+    With ``log`` the colours follow a logarithmic scale (values are clipped to ``vmin``).
+    """
+    if values.empty:
+        return None
+    data = values.to_numpy(dtype=float)
+    finite = data[np.isfinite(data)]
+    vmin = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    vmax = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    vmax = max(vmax, vmin * 10 if log else vmin + 1e-9)
+    if log:
+        data = np.where(np.isnan(data), np.nan, np.maximum(data, vmin))
+    norm = LogNorm(vmin=vmin, vmax=vmax) if log else Normalize(vmin=vmin, vmax=vmax)
+    colours = colormaps[cmap].with_extremes(bad=MISSING_COLOUR, over="black")
+
+    nrows, ncols = data.shape
+    fig = Figure(figsize=(2.8 + 0.85 * ncols, 1.2 + 0.28 * nrows))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(np.where(np.isinf(data), vmax * 10, data)),
+                      cmap=colours, norm=norm, aspect="auto")
+    for r in range(nrows):
+        for c in range(ncols):
+            value = data[r, c]
+            dark = value > vmax or (np.isfinite(value) and _is_dark(colours(norm(value))))
+            ax.text(c, r, labels.iat[r, c], ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(ncols), [str(c) for c in values.columns], rotation=35, ha="right",
+                  fontsize=8)
+    ax.set_yticks(range(nrows), [str(i) for i in values.index], fontsize=8)
+    fig.colorbar(image, ax=ax, label=colorbar, extend="max", shrink=0.8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _is_dark(rgba) -> bool:
+    r, g, b = rgba[:3]
+    return 0.299 * r + 0.587 * g + 0.114 * b < 0.5

@@ -1,0 +1,36 @@
+"""Test-only implementations, loaded through ``XENT_IMPLS_PLUGINS=fault_impls``.
+
+NumPy implementations (``fn(logits, targets, grad=False)``, see numpy_backend) that misbehave
+on purpose: abort the process, raise, or run slowly so that a test can kill a run mid-way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from xent_impls.reference import reference
+from xent_impls.registry import Impl
+
+
+def abort(logits, targets, grad=False):
+    os.abort()
+
+
+def fail(logits, targets, grad=False):
+    raise RuntimeError("deliberate failure for a test")
+
+
+def slow(logits, targets, grad=False):
+    time.sleep(0.2)
+    return reference(logits, targets, grad=grad)
+
+
+def _impl(variant: str, entry: str) -> Impl:
+    return Impl(id=f"numpy/{variant}/sparse", framework="numpy", form="sparse", variant=variant,
+                compiled=False, dtypes=("float32", "bfloat16", "float16", "float64"),
+                devices=("cpu",), description=f"test-only: {variant}",
+                entry=f"fault_impls:{entry}")
+
+
+IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("slow", "slow"))
