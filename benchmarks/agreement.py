@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from xent_impls.dtypes import eps
+from xent_impls.reference import reference
 
 REL_GUARD = 1e-3
 
@@ -79,6 +80,26 @@ def agreement_metrics(logits: np.ndarray, loss, grad, ref_loss, ref_grad, dtype:
     return metrics
 
 
+# Rows of a timed cell whose output is checked against the float64 oracle (per-example losses
+# are independent rows, so a prefix is a fair sample and keeps the oracle cheap at GPU sizes).
+CHECK_ROWS = 256
+
+
+def check_output(be, case, out, logits, targets, pass_: str) -> dict:
+    """Agreement metrics of a timed step's own output (``be``: its backend) on the first
+    ``CHECK_ROWS`` rows; ``logits``/``targets`` are those rows as NumPy arrays."""
+    rows = min(case.n, CHECK_ROWS)
+    ref_loss, ref_grad = reference(logits[:rows], targets[:rows], grad=True)
+    if pass_ == "forward":
+        loss = be.to_numpy(out)[:rows]
+        return agreement_metrics(logits[:rows], loss, None, ref_loss, ref_grad,
+                                           case.dtype)
+    loss, grad = be.to_numpy(out[0])[:rows], be.to_numpy(out[1])[:rows]
+    # The step's gradient is of the mean over all N rows; the oracle's over `rows` rows.
+    grad = grad.astype(np.float64) * (case.n / rows)
+    return agreement_metrics(logits[:rows], loss, grad, ref_loss, ref_grad, case.dtype)
+
+
 def verdict(metrics: dict, dtype: str, native: dict | None = None) -> str:
     """``pass``, ``as-native``, ``fail`` or ``nonfinite`` for one cell's metrics.
 
@@ -130,7 +151,8 @@ def add_verdicts(cells):
         if r["status"] != "ok":
             verdicts.append("error")
             continue
-        nat = by_key.get(key(native_id(r["framework"], r["form"]), r))
+        nat_id = native_id(r["framework"], r["form"])
+        nat = by_key.get(key(nat_id, r)) if r["impl"] != nat_id else None  # never its own bar
         native = nat if nat is not None and nat["status"] == "ok" else None
         verdicts.append(verdict(r, r["dtype"], native))
     cells["verdict"] = pd.Series(verdicts, index=cells.index, dtype="object")

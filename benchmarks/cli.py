@@ -73,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(agree, "agreement")
     agree.add_argument("--scale", action="append", type=_csv, default=[],
                        help="logit scales (replaces the preset's), e.g. 1,10,100")
-    report = sub.add_parser("report", help="rebuild the reports of a run folder")
-    report.add_argument("run_folder", type=Path)
+    report = sub.add_parser(
+        "report", help="rebuild the reports of a run folder, or build a run folder and its "
+                       "reports from a pytest-benchmark JSON file")
+    report.add_argument("run_folder", type=Path, metavar="RUN_FOLDER_OR_JSON")
+    report.add_argument("--results", type=Path, default=Path("results"),
+                        help="where a pytest-benchmark JSON becomes a run folder (default: results)")
     sub.add_parser("list", help="list implementations and presets")
     return parser
 
@@ -192,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from benchmarks.report import write_reports
 
-            written = write_reports(args.run_folder)
+            run_folder = args.run_folder
+            if run_folder.suffix == ".json":
+                from benchmarks.pytest_import import import_json
+
+                run_folder = import_json(run_folder, args.results)
+                print(f"run folder: {run_folder}", file=sys.stderr)
+            written = write_reports(run_folder)
             print(f"report: {written['markdown']}", file=sys.stderr)
             return 0
         return cmd_measure(args, "timing" if args.command == "run" else "agreement")

@@ -20,15 +20,20 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from benchmarks.cells import PASSES
+
 DPI = 110
-LINESTYLES = {"float32": "-", "bfloat16": "--", "float16": ":", "float64": "-."}
-PASS_ORDER = ("forward", "forward_backward")
+# Display order of the reports' dimensions (figures and tables alike).
+DTYPE_ORDER = ("float64", "float32", "bfloat16", "float16")
+PASS_ORDER = PASSES
 FORM_ORDER = ("sparse", "onehot")
+LINESTYLES = {"float32": "-", "bfloat16": "--", "float16": ":", "float64": "-."}
 MISSING_COLOUR = "#dddddd"
 
 
-def _ordered(values, order) -> list:
-    """The distinct ``values`` in ``order`` first, then any others sorted."""
+def ordered(values, order) -> list:
+    """The distinct ``values``: those named in ``order`` first, in that order, then the others
+    sorted."""
     present = set(values)
     return [v for v in order if v in present] + sorted(present - set(order))
 
@@ -40,7 +45,8 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path, title: str) -> Path | None:
+def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path,
+                     title: str) -> Path | None:
     """Plot ``df[y]`` against ``df["c"]`` (log-log), one panel per (pass, form).
 
     ``df`` needs the columns ``series`` (line label, e.g. ``torch/native``), ``dtype``, ``pass``,
@@ -50,12 +56,12 @@ def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path, title
     df = df.dropna(subset=[y])
     if df.empty:
         return None
-    passes = _ordered(df["pass"], PASS_ORDER)
-    forms = _ordered(df["form"], FORM_ORDER)
+    passes = ordered(df["pass"], PASS_ORDER)
+    forms = ordered(df["form"], FORM_ORDER)
     series = list(dict.fromkeys(df["series"]))  # in the caller's row order
     cmap = colormaps["tab10" if len(series) <= 10 else "tab20"]
     colour = {s: cmap(i % cmap.N) for i, s in enumerate(series)}
-    dtypes = _ordered(df["dtype"], tuple(LINESTYLES))
+    dtypes = ordered(df["dtype"], DTYPE_ORDER)
 
     fig = Figure(figsize=(4.2 * len(forms) + 2.6, 3.2 * len(passes)))
     axes = np.atleast_2d(fig.subplots(len(passes), len(forms), squeeze=False, sharex=True))

@@ -38,13 +38,11 @@ import pandas as pd
 
 from benchmarks import agreement, plots
 from benchmarks.cells import CELL_KEYS
+from benchmarks.plots import DTYPE_ORDER, FORM_ORDER, PASS_ORDER, ordered
 from benchmarks.records import cell_table, load_records, tidy
 from benchmarks.runner import read_meta
 
 MISSING = "–"
-DTYPE_ORDER = ("float64", "float32", "bfloat16", "float16")
-PASS_ORDER = ("forward", "forward_backward")
-FORM_ORDER = ("sparse", "onehot")
 FRAMEWORK_ORDER = ("numpy", "torch", "jax", "tensorflow")
 STATUS_ORDER = ("ok", "error", "oom")
 LOW_PRECISION = ("float16", "bfloat16")
@@ -283,6 +281,11 @@ def fmt_ratio(v) -> str:
     return f"{v:.2f}x" if v >= 0.1 or v == 0 else f"{fmt_num(v, 2)}x"
 
 
+def n_cells(count: int) -> str:
+    """``1 cell``, ``3 cells``."""
+    return f"{count} cell" + ("" if count == 1 else "s")
+
+
 def fmt_size(n, c) -> str:
     return f"{int(n)}x{int(c)}"
 
@@ -293,11 +296,6 @@ def _impl_list(ids) -> str:
 
 def _first_clause(text: str) -> str:
     return text.split(": ", 1)[0]
-
-
-def _ordered(values, order) -> list:
-    present = list(dict.fromkeys(values))
-    return [v for v in order if v in present] + sorted(v for v in present if v not in order)
 
 
 def verdict_text(state: str, loss, grad, expected: bool) -> tuple[str, str]:
@@ -324,10 +322,11 @@ def header_blocks(run: Run) -> list:
     meta = run.meta
     planned = len(meta.get("cells") or [])
     summary = (f"Kind **{run.kind}**, preset `{meta.get('preset')}`, device "
-               f"`{meta.get('device')}`: {len(run.cells)} cells recorded of {planned} planned.")
+               f"`{meta.get('device')}`: {n_cells(len(run.cells))} recorded of {planned} planned.")
     if len(run.cells) < planned:
-        summary += (f" {planned - len(run.cells)} cells have no record (an interrupted run: "
-                    "finish it with `xent-bench run --resume RUN_FOLDER`).")
+        command = "run" if run.kind == "timing" else "agreement"
+        summary += (f" {n_cells(planned - len(run.cells))} without a record (an interrupted run: "
+                    f"finish it with `xent-bench {command} --resume RUN_FOLDER`).")
     blocks = [Heading(1, f"xent-bench {run.kind} report: {meta.get('run_id')}"), Para(summary)]
     blocks += provenance_blocks(run)
     notes = meta.get("notes") or []
@@ -346,25 +345,26 @@ def provenance_blocks(run: Run) -> list:
     """The run-wide provenance table and one row of environment per framework."""
     meta, machine = run.meta, run.meta.get("machine") or {}
     envs = [rec.get("env") or {} for rec in run.records]
-    labels = run.cells["cache_mode"] if "cache_mode" in run.cells else []
+    labels = run.cells.get("cache_mode", [])
     rows = [
         ("run id", meta.get("run_id")), ("kind", run.kind), ("preset", meta.get("preset")),
         ("device", meta.get("device")), ("CPU model", machine.get("cpu_model")),
         ("CPU count", machine.get("cpu_count")), ("threads requested", meta.get("threads")),
         ("allocator", meta.get("allocator")),
-        ("git commit", _distinct([machine.get("git_commit"), *(e.get("git_commit") for e in envs)])),
+        ("git commit",
+         _distinct([machine.get("git_commit"), *(e.get("git_commit") for e in envs)])),
         ("python", machine.get("python")), ("platform", machine.get("platform")),
         ("host", machine.get("hostname")), ("started", machine.get("started")),
         ("finished", meta.get("finished") or "not finished"),
     ]
     if run.kind == "timing":
-        rows += [("time budget", f"{meta.get('budget_s')} s of rounds per cell, "
-                                 f"{meta.get('min_rounds')}-{meta.get('max_rounds')} rounds"),
+        rows += [("time budget", (f"{meta.get('budget_s')} s of rounds per cell, "
+                                 f"{meta.get('min_rounds')}-{meta.get('max_rounds')} rounds")),
                  ("cache mode", _distinct(labels))]
     table = _table([{"item": k, "value": MISSING if _missing(v) else v} for k, v in rows], left=2)
     blocks = [Heading(2, "Provenance"), table]
     fw_rows = []
-    for fw in _ordered([rec["cell"]["framework"] for rec in run.records], FRAMEWORK_ORDER):
+    for fw in ordered([rec["cell"]["framework"] for rec in run.records], FRAMEWORK_ORDER):
         fw_envs = [e for rec, e in zip(run.records, envs) if rec["cell"]["framework"] == fw]
         fw_rows.append({
             "framework": fw,
@@ -386,8 +386,8 @@ def status_blocks(cells: pd.DataFrame) -> list:
     if cells.empty:
         return blocks + [Para("No records: the run folder holds no finished cell.")]
     counts = pd.crosstab(cells["framework"], cells["status"])
-    statuses = _ordered(counts.columns, STATUS_ORDER)
-    counts = counts.reindex(index=_ordered(counts.index, FRAMEWORK_ORDER),
+    statuses = ordered(counts.columns, STATUS_ORDER)
+    counts = counts.reindex(index=ordered(counts.index, FRAMEWORK_ORDER),
                             columns=list(dict.fromkeys([*STATUS_ORDER, *statuses])), fill_value=0)
     counts.loc["all"] = counts.sum()
     counts["total"] = counts.sum(axis=1)
@@ -413,7 +413,7 @@ def error_blocks(cells: pd.DataFrame) -> list:
             for r in failed.to_dict("records")]
     marks = [{"status": "bad"} for _ in rows]
     return [Heading(2, "Errors"),
-            Para(f"{len(rows)} cells did not produce a result:"), _table(rows, marks, left=5)]
+            Para(f"{n_cells(len(rows))} did not produce a result:"), _table(rows, marks, left=5)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def _onset_phrase(rows: pd.DataFrame) -> str:
     scale of each dtype in ``rows``."""
     onset = rows.groupby("dtype")["scale"].min()
     by_scale: dict[float, list[str]] = {}
-    for dtype in _ordered(onset.index, DTYPE_ORDER):
+    for dtype in ordered(onset.index, DTYPE_ORDER):
         by_scale.setdefault(onset[dtype], []).append(dtype)
     return " and ".join(f"from scale {s:g} at {' and '.join(d)}" for s, d in by_scale.items())
 
@@ -531,7 +531,7 @@ def agreeing_findings(grid: pd.DataFrame) -> list[str]:
     """Which implementations pass (at 16 bits: pass or match native) at every size and scale,
     one bullet per group of dtypes with the same outcome."""
     outcomes: dict[tuple, list[str]] = {}
-    for dtype in _ordered(grid["dtype"], DTYPE_ORDER):
+    for dtype in ordered(grid["dtype"], DTYPE_ORDER):
         good = ["pass", "unchecked"] + (["as-native"] if dtype in LOW_PRECISION else [])
         ok = (grid[grid["dtype"] == dtype].groupby("impl", sort=False)["state"]
               .agg(lambda s, good=good: s.isin(good).all()))
@@ -556,10 +556,12 @@ def largest_error_finding(cells: pd.DataFrame, dtype: str = "float32") -> list[s
         values = stable[q].replace([np.inf, -np.inf], np.nan).dropna()
         if not values.empty:
             r = stable.loc[values.idxmax()]
-            parts.append(f"{name} {fmt_eps(r[q])} eps (`{r['impl']}`, {case_label(r)}, {r['pass']})")
+            parts.append(f"{name} {fmt_eps(r[q])} eps (`{r['impl']}`, {case_label(r)}, "
+                         f"{r['pass']})")
     if not parts:
         return []
-    return [f"Largest {dtype} error among implementations not meant to fail: " + "; ".join(parts) + "."]
+    return [f"Largest {dtype} error among implementations not meant to fail: "
+            + "; ".join(parts) + "."]
 
 
 def worse_than_native_findings(cells: pd.DataFrame) -> list[str]:
@@ -567,9 +569,10 @@ def worse_than_native_findings(cells: pd.DataFrame) -> list[str]:
     same case (native error counted as at least 1 eps, the output rounding)."""
     low = cells[cells["dtype"].isin(LOW_PRECISION) & (cells["status"] == "ok")
                 & (cells["impl"] != cells["native_impl"])]
-    native = cells.loc[cells["status"] == "ok", ["impl", *CASE_KEYS, "loss_err_eps", "grad_err_eps"]]
-    merged = low.merge(native.rename(columns={"impl": "native_impl"}), on=["native_impl", *CASE_KEYS],
-                       suffixes=("", "_native"))
+    errors = ["loss_err_eps", "grad_err_eps"]
+    native = (cells.loc[cells["status"] == "ok", ["impl", *CASE_KEYS, *errors]]
+              .rename(columns={"impl": "native_impl"}))
+    merged = low.merge(native, on=["native_impl", *CASE_KEYS], suffixes=("", "_native"))
     if merged.empty:
         return []
     ratio = pd.concat([merged[f"{q}_err_eps"] / merged[f"{q}_err_eps_native"].clip(lower=1.0)
@@ -577,16 +580,16 @@ def worse_than_native_findings(cells: pd.DataFrame) -> list[str]:
     merged = merged.assign(ratio=ratio)
     merged = merged[np.isfinite(merged["ratio"]) & (merged["ratio"] > agreement.NATIVE_SLACK)]
     if merged.empty:
-        return [f"No 16-bit implementation is more than {agreement.NATIVE_SLACK:g}x worse than "
-                "its framework's native op on the same case."]
+        return [(f"No 16-bit implementation is more than {agreement.NATIVE_SLACK:g}x worse than "
+                "its framework's native op on the same case.")]
     expected = dict(zip(cells["impl"], cells["expected_failure"]))
     items = []
     for impl, rows in merged.groupby("impl", sort=False):
-        where = " and ".join(_ordered(rows["dtype"], DTYPE_ORDER))
+        where = " and ".join(ordered(rows["dtype"], DTYPE_ORDER))
         meant = " (meant to fail)" if expected.get(impl) else ""
         items.append(f"`{impl}`{meant} {rows['ratio'].max():.0f}x at {where}")
-    return [f"Worse than their native op by more than {agreement.NATIVE_SLACK:g}x at 16 bits "
-            f"(largest error ratio, native error counted as at least 1 eps): {'; '.join(items)}."]
+    return [(f"Worse than their native op by more than {agreement.NATIVE_SLACK:g}x at 16 bits "
+            f"(largest error ratio, native error counted as at least 1 eps): {'; '.join(items)}.")]
 
 
 def agreement_findings(cells: pd.DataFrame, grid: pd.DataFrame) -> list[str]:
@@ -601,7 +604,7 @@ def agreement_findings(cells: pd.DataFrame, grid: pd.DataFrame) -> list[str]:
     bullets += worse_than_native_findings(cells)
     errors = int((cells["status"] != "ok").sum())
     if errors:
-        bullets.append(f"{errors} cells did not run (see Errors).")
+        bullets.append(f"{n_cells(errors)} did not run (see Errors).")
     return bullets
 
 
@@ -612,8 +615,8 @@ def agreement_blocks(run: Run) -> list:
     blocks = agreement_legend(cells)
     sizes = ", ".join(fmt_size(n, c) for n, c in
                       cells[["n", "c"]].drop_duplicates().sort_values(["c", "n"]).to_numpy())
-    passes = ", ".join(_ordered(cells["pass"], PASS_ORDER))
-    for form in _ordered(grid["form"], FORM_ORDER):
+    passes = ", ".join(ordered(cells["pass"], PASS_ORDER))
+    for form in ordered(grid["form"], FORM_ORDER):
         caption = (f"{form} form; worst over sizes {sizes} and passes {passes}; "
                    "cell: verdict loss/gradient error in eps.")
         blocks += [Heading(3, f"{form} form"), agreement_table(grid[grid["form"] == form], caption)]
@@ -634,14 +637,23 @@ def agreement_figures(run: Run, grid: pd.DataFrame | None = None) -> list[Figure
     text = [{"nonfinite": "NaN/inf", "error": "err", "oom": "oom"}.get(s, fmt_eps(w))
             for s, w in zip(grid["state"], grid["worst"])]
     grid = grid.assign(text=text)
-    rows, columns = list(dict.fromkeys(grid["label"])), _grid_columns(grid)
-    values = grid.pivot(index="label", columns="column", values="worst").reindex(rows, columns=columns)
-    labels = grid.pivot(index="label", columns="column", values="text").reindex(rows, columns=columns)
-    path = plots.heatmap(values, labels.fillna(""), path=run.run_dir / "plots" / "agreement_errors.png",
+    values, labels = _matrix(grid, "worst", "text", columns=_grid_columns(grid))
+    path = plots.heatmap(values, labels, path=run.run_dir / "plots" / "agreement_errors.png",
                          title="Worst error against the float64 oracle (eps; black: inf/NaN)",
                          colorbar="max(loss, gradient) error, eps", cmap="RdYlGn_r",
                          vmin=0.1, vmax=1e4, log=True)
-    return [Figure(path, "Worst error per implementation, dtype and scale (eps, log colour)")] if path else []
+    caption = "Worst error per implementation, dtype and scale (eps, log colour)"
+    return [Figure(path, caption)] if path else []
+
+
+def _matrix(df: pd.DataFrame, values: str, text: str, columns: list[str]):
+    """``df[values]`` and ``df[text]`` as label x column matrices (rows in ``df``'s order), for
+    a heatmap."""
+    rows = list(dict.fromkeys(df["label"]))
+    wide = df.drop_duplicates(["label", "column"]).pivot(index="label", columns="column",
+                                                        values=[values, text])
+    return (wide[values].reindex(index=rows, columns=columns).astype(float),
+            wide[text].reindex(index=rows, columns=columns).fillna(""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,13 +670,14 @@ def ceiling_blocks(meta: dict) -> list:
                    "logit."),
               Para("% of limit = floor / median time (100% = the machine's measured limit); "
                    "GB/s = modelled bytes / median time. Ceilings: the best of every framework's "
-                   "own copy, read-only sum and exp over a DRAM-sized array, this run, this device.")]
+                   "own copy, read-only sum and exp over a DRAM-sized array, this run, this "
+                   "device.")]
     per_fw = ceilings.get("per_framework") or {}
     if not per_fw:
-        return blocks + [Para("This run has no measured ceilings: no floor, GB/s limit or % of limit.")]
+        return blocks + [Para("This run has no measured ceilings: no floor and no % of limit.")]
     keys = (("copy GB/s", "copy_GBps"), ("read GB/s", "read_GBps"), ("exp G/s", "exp_Gps"))
     rows = [{"framework": fw, **{label: fmt_num(per_fw[fw].get(k)) for label, k in keys}}
-            for fw in _ordered(per_fw, FRAMEWORK_ORDER)]
+            for fw in ordered(per_fw, FRAMEWORK_ORDER)]
     best = ceilings.get("best") or {}
     rows.append({"framework": "best (used for floors)",
                  **{label: f"{fmt_num(best.get(k))} ({best.get(k + '_by', MISSING)})"
@@ -691,7 +704,8 @@ def timing_row(r: dict) -> tuple[dict, dict]:
         "impl": label, "median ms": fmt_num(r["median_s"] * 1e3),
         "IQR": MISSING if _missing(r["iqr_rel"]) else
         f"{100 * r['iqr_rel']:.0f}%" + (" noisy" if noisy else ""),
-        "rounds": fmt_num(r["rounds"], 6), "GB/s": fmt_num(r["GBps"]),
+        "rounds": MISSING if _missing(r["rounds"]) else str(int(r["rounds"])),
+        "GB/s": fmt_num(r["GBps"]),
         "% of limit": fmt_num(r["pct_of_limit"], 2), "bound": bound,
         "calls/s": fmt_num(r["calls_per_s"]),
         "peak extra MiB": fmt_num(r["peak_extra_bytes"] / MiB),
@@ -772,7 +786,7 @@ def form_blocks(cells: pd.DataFrame) -> list:
               for t, m in zip(ratios["time_ratio"], ratios["memory_ratio"])])
     columns = list(dict.fromkeys(
         ratios.sort_values(["c", "n", "dtype"], key=_rank, kind="stable")["column"]))
-    for pass_ in _ordered(ratios["pass"], PASS_ORDER):
+    for pass_ in ordered(ratios["pass"], PASS_ORDER):
         part = ratios[ratios["pass"] == pass_]
         table = (part.pivot(index="name", columns="column", values="text")
                  .reindex(index=list(dict.fromkeys(part["name"])),
@@ -806,7 +820,7 @@ def headline_findings(cells: pd.DataFrame) -> list[str]:
     if not over.empty:
         names = ", ".join(f"`{r['impl']}` {case_label(r)} {r['pass']} "
                           f"({fmt_num(r['pct_of_limit'], 3)}%)" for r in over.to_dict("records"))
-        bullets.append(f"**{len(over)} cells run faster than their floor (above 100% of limit)**: "
+        bullets.append(f"**{n_cells(len(over))} faster than the floor (above 100% of limit)**: "
                        f"a measurement problem (a ceiling measured too low, or inputs that stay in "
                        f"cache), not a real result: {names}.")
     noisy = int((ok["noisy"] == 1).sum())
@@ -818,7 +832,7 @@ def headline_findings(cells: pd.DataFrame) -> list[str]:
                                    for r in wrong.to_dict("records")) + ".")
     failed = int((cells["status"] != "ok").sum())
     if failed:
-        bullets.append(f"{failed} cells did not run (see Errors).")
+        bullets.append(f"{n_cells(failed)} did not run (see Errors).")
     return bullets
 
 
@@ -828,10 +842,28 @@ def timing_blocks(run: Run) -> list:
             + [Heading(2, "Headlines"), Bullets(headline_findings(run.cells))])
 
 
-def _case_column(df: pd.DataFrame) -> list[str]:
+def _case_columns(df: pd.DataFrame) -> list[str]:
+    """Short case labels of timing cells, e.g. ``256x1000 float32 fwd+bwd``."""
     short = {"forward": "fwd", "forward_backward": "fwd+bwd"}
     return [f"{fmt_size(n, c)} {d} {short.get(p, p)}"
             for n, c, d, p in df[["n", "c", "dtype", "pass"]].to_numpy()]
+
+
+def pct_of_limit_figure(ok: pd.DataFrame, path: Path) -> Figure | None:
+    """Heatmap of % of limit: implementations down, cases across."""
+    grid = ok.dropna(subset=["pct_of_limit"])
+    if grid.empty:
+        return None
+    grid = grid.assign(
+        column=_case_columns(grid),
+        label=[impl_label(i, e) for i, e in zip(grid["impl"], grid["expected_failure"])],
+        text=[fmt_num(v, 2) + ("!" if v > 100 else "") for v in grid["pct_of_limit"]])
+    order = grid.sort_values(["c", "n", "dtype", "pass"], key=_rank, kind="stable")
+    values, labels = _matrix(grid, "pct_of_limit", "text",
+                             columns=list(dict.fromkeys(_case_columns(order))))
+    drawn = plots.heatmap(values, labels, path=path, colorbar="% of limit", vmin=0, vmax=100,
+                          title="% of limit (floor / median; black: above 100%)")
+    return Figure(drawn, "% of limit per implementation and case") if drawn else None
 
 
 def timing_figures(run: Run) -> list[Figure]:
@@ -842,31 +874,18 @@ def timing_figures(run: Run) -> list[Figure]:
     out = run.run_dir / "plots"
     lines = ok.assign(series=ok["framework"] + "/" + ok["variant"],
                       peak_MiB=ok["peak_extra_bytes"] / MiB)
+    gbps = plots.lines_by_classes(lines, y="GBps", ylabel="GB/s (modelled bytes / median)",
+                                  path=out / "gbps_vs_classes.png",
+                                  title="Bandwidth against the number of classes")
+    peak = plots.lines_by_classes(lines, y="peak_MiB", ylabel="peak extra memory, MiB",
+                                  path=out / "peak_memory.png",
+                                  title="Peak extra memory against the number of classes")
     figures = [
-        (plots.lines_by_classes(lines, y="GBps", ylabel="GB/s (modelled bytes / median)",
-                                path=out / "gbps_vs_classes.png",
-                                title="Bandwidth against the number of classes"),
-         "GB/s against C per implementation (solid float32, dashed bfloat16)"),
+        Figure(gbps, "GB/s against C per implementation (line style: dtype)") if gbps else None,
+        pct_of_limit_figure(ok, out / "pct_of_limit.png"),
+        Figure(peak, "Peak extra memory (MiB) against C") if peak else None,
     ]
-    grid = ok.assign(case=_case_column(ok),
-                     label=[impl_label(i, e) for i, e in zip(ok["impl"], ok["expected_failure"])])
-    grid = grid.dropna(subset=["pct_of_limit"])
-    if not grid.empty:
-        order = ok.sort_values(["c", "n", "dtype", "pass"], key=_rank, kind="stable")
-        columns = list(dict.fromkeys(_case_column(order)))
-        rows = list(dict.fromkeys(grid["label"]))
-        values = grid.pivot_table(index="label", columns="case", values="pct_of_limit",
-                                  aggfunc="max").reindex(rows, columns=columns)
-        labels = values.map(lambda v: "" if _missing(v) else fmt_num(v, 2) + ("!" if v > 100 else ""))
-        figures.append((plots.heatmap(values, labels, path=out / "pct_of_limit.png",
-                                      title="% of limit (floor / median; black: above 100%)",
-                                      colorbar="% of limit", vmin=0, vmax=100),
-                        "% of limit per implementation and case"))
-    figures.append((plots.lines_by_classes(lines, y="peak_MiB", ylabel="peak extra memory, MiB",
-                                           path=out / "peak_memory.png",
-                                           title="Peak extra memory against the number of classes"),
-                    "Peak extra memory (MiB) against C"))
-    return [Figure(p, caption) for p, caption in figures if p is not None]
+    return [f for f in figures if f is not None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -875,36 +894,36 @@ def timing_figures(run: Run) -> list[Figure]:
 GLOSSARY = {
     "timing": [
         ("#", "rank by median time within the table (cells that did not run come last)"),
-        ("impl", "implementation id framework/variant/form; \"(meant to fail)\": the registry "
-                 "expects it to disagree with the oracle in some cases"),
-        ("median ms", "median of the timed rounds (steady state, first call excluded); or the "
-                      "cell's status (error, oom) when it did not run"),
+        ("impl", ("implementation id framework/variant/form; \"(meant to fail)\": the registry "
+                 "expects it to disagree with the oracle in some cases")),
+        ("median ms", ("median of the timed rounds (steady state, first call excluded); or the "
+                      "cell's status (error, oom) when it did not run")),
         ("IQR", "interquartile range / median; \"noisy\" above 10%"),
         ("rounds", "number of timed rounds (calibrated to the time budget)"),
         ("GB/s", "modelled bytes (floor model) / median time"),
-        ("% of limit", "floor / median time: 100% is the machine's measured limit; above 100% "
-                       "means the measurement or the ceiling is wrong"),
+        ("% of limit", ("floor / median time: 100% is the machine's measured limit; above 100% "
+                       "means the measurement or the ceiling is wrong")),
         ("bound", "which floor term binds: exp (exponential throughput) or memory (bandwidth)"),
         ("calls/s", "1 / median time; the useful figure when C is tiny and dispatch dominates"),
-        ("peak extra MiB", "peak memory of the steady-state rounds above what was resident "
-                           "before them (GPU: allocator peak; CPU: peak RSS)"),
+        ("peak extra MiB", ("peak memory of the steady-state rounds above what was resident "
+                           "before them (GPU: allocator peak; CPU: peak RSS)")),
         ("retained MiB", "memory the first call left resident (caches, compiled code, pools)"),
         ("first call ms", "the first call: trace, compile and run"),
         ("compile s", "first call minus the steady-state median"),
-        ("vs native", "the framework's native op median / this median, same form and case "
-                      "(above 1x: faster than native)"),
-        ("verdict", "agreement of the timed output's first rows with the float64 oracle, "
-                    "then loss[/gradient] error in eps (forward: loss only)"),
-        ("time ratio / memory ratio", "sparse-versus-one-hot tables: one-hot over sparse median "
-                                      "time / peak extra memory"),
+        ("vs native", ("the framework's native op median / this median, same form and case "
+                      "(above 1x: faster than native)")),
+        ("verdict", ("agreement of the timed output's first rows with the float64 oracle, "
+                    "then loss[/gradient] error in eps (forward: loss only)")),
+        ("time ratio / memory ratio", ("sparse-versus-one-hot tables: one-hot over sparse median "
+                                      "time / peak extra memory")),
     ],
     "agreement": [
-        ("implementation", "implementation id; \"(meant to fail)\" when the registry expects it "
-                           "to disagree in some cases"),
+        ("implementation", ("implementation id; \"(meant to fail)\" when the registry expects it "
+                           "to disagree in some cases")),
         ("dtype s=scale", "the logits dtype and logit scale of the case"),
-        ("cell", "worst verdict over sizes and passes, then the largest loss/gradient error in "
+        ("cell", ("worst verdict over sizes and passes, then the largest loss/gradient error in "
                  "eps; pass, as-native, FAIL, nonfinite, error, oom; \"(expected)\" for a "
-                 "failure of an implementation meant to fail"),
+                 "failure of an implementation meant to fail")),
     ],
     "data": [
         ("records.parquet / .csv", "tidy long table: one row per cell and metric"),
@@ -914,14 +933,14 @@ GLOSSARY = {
         ("pass, device", "forward or forward_backward; cpu or cuda"),
         ("status, error", "ok, error or oom, and the error message"),
         ("out_dtype, cache_mode", "labels: agreement output dtype; timing cache handling"),
-        ("env_*", "provenance: versions (JSON), device_name, threads, threads_applied, sync, "
-                  "allocator, cpu_model, git_commit, device"),
-        ("metric, value", "metric name and value, e.g. median_s, q1_s, q3_s, iqr_rel, noisy, "
+        ("env_*", ("provenance: versions (JSON), device_name, threads, threads_applied, sync, "
+                  "allocator, cpu_model, git_commit, device")),
+        ("metric, value", ("metric name and value, e.g. median_s, q1_s, q3_s, iqr_rel, noisy, "
                           "rounds, first_call_s, compile_s, model_bytes, floor_s, floor_bound, "
                           "GBps, pct_of_limit, calls_per_s, peak_extra_bytes, retained_bytes, "
-                          "loss_err_eps, grad_err_eps, *_max_abs, *_max_rel, *_nonfinite"),
-        ("raw_times.parquet / .csv", "one row per timed round: the cell keys, status, round "
-                                     "(from 0) and time_s"),
+                          "loss_err_eps, grad_err_eps, *_max_abs, *_max_rel, *_nonfinite")),
+        ("raw_times.parquet / .csv", ("one row per timed round: the cell keys, status, round "
+                                     "(from 0) and time_s")),
     ],
 }
 

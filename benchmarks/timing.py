@@ -10,6 +10,7 @@ of a round is released before the next starts, so no two outputs are alive at on
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 
@@ -45,29 +46,45 @@ class Timing:
         }
 
 
+def calibrate_rounds(probe_s: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
+    """Rounds that fill ``budget_s`` at ``probe_s`` per call, within [min_rounds, max_rounds]."""
+    return int(min(max(math.ceil(budget_s / max(probe_s, 1e-9)), min_rounds), max_rounds))
+
+
+def perf_counter_rounds(call_once, rounds: int) -> list[float]:
+    """The harness's own round loop: ``rounds`` timed calls of ``call_once``."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call_once()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
-              max_rounds: int = 1000, warmup: int = 2, on_first_call=None) -> Timing:
+              max_rounds: int = 1000, warmup: int = 2, on_first_call=None,
+              run_rounds=perf_counter_rounds) -> Timing:
     """Time ``step(*inputs[i % len(inputs)])`` (rotating input sets, e.g. to defeat a GPU cache).
 
     ``on_first_call(out)`` is called with the first call's output right after it completes
     (to check its values and read the peak memory of the compiling call before steady state).
+    ``run_rounds(call_once, rounds) -> times`` runs the timed rounds: the harness's own loop by
+    default, pytest-benchmark's ``pedantic`` in the pytest suite. ``call_once`` includes the sync.
     """
-    def call(i: int, keep: bool = False):
-        args = inputs[i % len(inputs)]
-        start = time.perf_counter()
-        out = step(*args)
-        sync(out)
-        elapsed = time.perf_counter() - start
-        if keep:
-            return elapsed, out
-        del out
-        return elapsed
+    counter = itertools.count()
 
-    first, out = call(0, keep=True)
+    def call_once():
+        out = step(*inputs[next(counter) % len(inputs)])
+        sync(out)
+        # ``out`` is released on return, before the next round starts.
+
+    start = time.perf_counter()
+    out = step(*inputs[next(counter) % len(inputs)])
+    sync(out)
+    first = time.perf_counter() - start
     if on_first_call is not None:
         on_first_call(out)
     del out
-    probe = min(call(i + 1) for i in range(max(warmup, 1)))
-    rounds = int(min(max(math.ceil(budget_s / max(probe, 1e-9)), min_rounds), max_rounds))
-    times = [call(i) for i in range(rounds)]
-    return Timing(first_call_s=first, times_s=times)
+    probe = min(perf_counter_rounds(call_once, max(warmup, 1)))
+    rounds = calibrate_rounds(probe, budget_s, min_rounds, max_rounds)
+    return Timing(first_call_s=first, times_s=list(run_rounds(call_once, rounds)))

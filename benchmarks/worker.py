@@ -22,7 +22,7 @@ from xent_impls.api import to_framework_inputs
 from benchmarks import agreement, floor, memory
 from benchmarks.cells import cell_case
 from benchmarks.records import append_record
-from benchmarks.timing import time_step
+from benchmarks.timing import perf_counter_rounds, time_step
 
 # On a GPU, inputs smaller than this are rotated through several copies so that timed rounds
 # read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).
@@ -55,27 +55,10 @@ def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     return metrics, labels, {}
 
 
-# Rows of a timed cell whose output is checked against the float64 oracle (per-example losses
-# are independent rows, so a prefix is a fair sample and keeps the oracle cheap at GPU sizes).
-CHECK_ROWS = 256
-
-
-def _check_output(impl, case, out, logits, targets, pass_: str) -> dict:
-    """Agreement metrics of a timed step's own output on its first ``CHECK_ROWS`` rows."""
-    be = impl.backend
-    rows = min(case.n, CHECK_ROWS)
-    ref_loss, ref_grad = xent_impls.reference(logits[:rows], targets[:rows], grad=True)
-    if pass_ == "forward":
-        loss = be.to_numpy(out)[:rows]
-        return agreement.agreement_metrics(logits[:rows], loss, None, ref_loss, ref_grad,
-                                           case.dtype)
-    loss, grad = be.to_numpy(out[0])[:rows], be.to_numpy(out[1])[:rows]
-    # The step's gradient is of the mean over all N rows; the oracle's over `rows` rows.
-    grad = grad.astype(np.float64) * (case.n / rows)
-    return agreement.agreement_metrics(logits[:rows], loss, grad, ref_loss, ref_grad, case.dtype)
-
-
-def measure_timing(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
+def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
+                   ) -> tuple[dict, dict, dict]:
+    """Time one cell; returns (metrics, labels, raw). ``run_rounds`` is the round loop (see
+    ``timing.time_step``): the pytest-benchmark suite passes pytest-benchmark's."""
     case = cell_case(cell)
     device = cell["device"]
     be = impl.backend
@@ -85,7 +68,7 @@ def measure_timing(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     if device == "cuda":
         copies = int(min(MAX_ROTATION, max(1, -(-GPU_CACHE_BYTES // max(cost["model_bytes"], 1)))))
     inputs = [to_framework_inputs(impl, logits, targets, device) for _ in range(copies)]
-    rows = min(case.n, CHECK_ROWS)
+    rows = min(case.n, agreement.CHECK_ROWS)
     check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
     del logits, targets
     step = be.make_step(impl, cell["pass"] == "forward_backward", device)
@@ -105,12 +88,13 @@ def measure_timing(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
             extra["first_call_peak_bytes"] = float(max(hwm - rss0, 0))
             extra["retained_bytes"] = float(max(rss1 - rss0, 0))
             extra["_rss1"] = rss1
-        extra.update(_check_output(impl, case, out, check_logits, check_targets, cell["pass"]))
+        extra.update(agreement.check_output(be, case, out, check_logits, check_targets,
+                                            cell["pass"]))
         memory.reset_peak_rss()
 
     timing = time_step(step, inputs, be.sync, budget_s=task["budget_s"],
                        min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],
-                       on_first_call=after_first_call)
+                       on_first_call=after_first_call, run_rounds=run_rounds)
     rss1 = extra.pop("_rss1", None)
     metrics = timing.summary() | cost | extra
     if device == "cpu":
@@ -147,6 +131,7 @@ def run_task(task: dict) -> int:
         "threads_applied": threads_applied,
         "sync": be.SYNC_METHOD,
         "allocator": task.get("allocator", "default"),
+        "source": "runner",
     }
 
     if task.get("mode") == "ceilings":

@@ -35,9 +35,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax in float64 ``[N, C]``."""
     x = np.asarray(logits).astype(np.float64)
     m = np.max(x, axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)  # an all -inf row stays -inf instead of becoming NaN
+    # A row without a finite maximum (all -inf, or +inf/NaN present) has no defined
+    # log-softmax: shifting by 0 instead lets it come out NaN without a floating-point warning.
+    m = np.where(np.isfinite(m), m, 0.0)
     shifted = x - m
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
 def reference(logits: np.ndarray, targets: np.ndarray, grad: bool = False):

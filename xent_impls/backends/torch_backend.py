@@ -39,8 +39,12 @@ def device_name(device: str) -> str:
 
 
 def to_framework(array: np.ndarray, device: str) -> torch.Tensor:
-    """An exact copy of ``array`` on ``device`` (bfloat16 travels as its raw 16-bit words)."""
+    """``array`` on ``device``, bit for bit (bfloat16 travels as its raw 16-bit words). On CPU
+    the tensor shares the array's memory; a read-only array is copied first, since PyTorch
+    tensors are always writable."""
     array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
     if array.dtype == np.dtype(ml_dtypes.bfloat16):
         tensor = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
     elif np.issubdtype(array.dtype, np.integer):

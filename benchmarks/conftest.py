@@ -1,0 +1,156 @@
+"""pytest-benchmark suite settings: ``pytest --benchmark-only`` times every available
+implementation on a preset grid through the same measurement code as the runner.
+
+Options (or environment variables):
+
+- ``--xent-preset NAME`` (``XENT_BENCH_PRESET``): the grid, a timing preset of
+  ``xent-bench list`` (default ``smoke``: each framework's native op, both forms and passes;
+  ``default`` is the full CPU grid).
+- ``--xent-impl GLOB`` (repeatable): only these implementation ids.
+- ``--xent-size NxC`` (repeatable): sizes replacing the preset's.
+- ``--xent-budget SECONDS``: time of timed rounds per benchmark (default: the preset's).
+- ``--xent-threads N``: CPU threads for every framework (default: all cores).
+
+Without ``--benchmark-only`` these benchmarks are skipped, so plain ``pytest`` stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks import floor
+from benchmarks.presets import build_cells, get_preset
+from benchmarks.runner import worker_env
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xent-bench")
+    group.addoption("--xent-preset", default=os.environ.get("XENT_BENCH_PRESET", "smoke"),
+                    help="timing preset for the benchmark grid (default: smoke)")
+    group.addoption("--xent-impl", action="append", default=[],
+                    help="only implementation ids matching this glob (repeatable)")
+    group.addoption("--xent-size", action="append", default=[],
+                    help="NxC sizes replacing the preset's, e.g. 1024x32000 (repeatable)")
+    group.addoption("--xent-budget", type=float, default=None,
+                    help="seconds of timed rounds per benchmark (default: the preset's)")
+    group.addoption("--xent-threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads for every framework (default: all cores)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    preset = get_preset(config.getoption("--xent-preset"))
+    if preset.kind != "timing":
+        raise pytest.UsageError(f"--xent-preset {preset.name!r} is not a timing preset")
+    if config.getoption("benchmark_only", default=False):
+        # The same thread count for every framework, set before any framework is imported.
+        env = worker_env(config.getoption("--xent-threads"), "default")
+        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS"):
+            if key in env:
+                os.environ[key] = env[key]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="cross-entropy benchmarks run with: pytest --benchmark-only")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+class Session:
+    """What the whole benchmark session shares: the selected cells, thread count, configured
+    backends and the machine ceilings."""
+
+    def __init__(self, config: pytest.Config):
+        import xent_impls
+
+        self.config = config
+        self.preset = get_preset(config.getoption("--xent-preset"))
+        self.threads = config.getoption("--xent-threads")
+        budget = config.getoption("--xent-budget")
+        self.budget_s = self.preset.budget_s if budget is None else budget
+        sizes = [xent_impls.parse_size(s) for s in config.getoption("--xent-size")] or None
+        self.cells = build_cells(self.preset, impl_patterns=config.getoption("--xent-impl") or None,
+                                 sizes=sizes)
+        self.configured: dict[str, str] = {}
+        self.ceilings: dict | None = None
+
+    def backend(self, framework: str):
+        import xent_impls
+
+        be = xent_impls.backend(framework)
+        if framework not in self.configured:
+            self.configured[framework] = be.configure(self.threads)
+        return be
+
+    def measure_ceilings(self, device: str) -> dict:
+        """Copy / read / exp ceilings with every selected framework (and NumPy on CPU), measured
+        once per session as a runner run does."""
+        if self.ceilings is None:
+            names = sorted({c["framework"] for c in self.cells}
+                           | ({"numpy"} if device == "cpu" else set()))
+            per_fw = {fw: floor.measure_ceilings(self.backend(fw), device) for fw in names}
+            self.ceilings = {"per_framework": per_fw, "best": floor.best_ceilings(per_fw)}
+        return self.ceilings
+
+
+XENT_SESSION = pytest.StashKey[Session]()
+
+
+def _session(config: pytest.Config) -> Session:
+    if XENT_SESSION not in config.stash:
+        config.stash[XENT_SESSION] = Session(config)
+    return config.stash[XENT_SESSION]
+
+
+@pytest.fixture(scope="session")
+def xent_session(request: pytest.FixtureRequest) -> Session:
+    return _session(request.config)
+
+
+def cell_id(cell: dict) -> str:
+    return f"{cell['impl']}-{cell['n']}x{cell['c']}-{cell['dtype']}-{cell['pass']}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One parameter ``xent_cell`` per selected cell (plain string ids, so the saved JSON stays
+    clean); a framework that is not installed is one skipped parameter with the reason."""
+    import xent_impls
+
+    if "xent_cell" not in metafunc.fixturenames:
+        return
+    params = [pytest.param(cell, id=cell_id(cell)) for cell in _session(metafunc.config).cells]
+    for note in xent_impls.skipped_notes():
+        framework = note.split(":", 1)[0]
+        if framework != "numpy":
+            params.append(pytest.param(None, id=f"{framework}-not-installed",
+                                       marks=pytest.mark.skip(reason=note)))
+    metafunc.parametrize("xent_cell", params)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Framework versions, devices, threads and the session's ceilings, for the JSON file and
+    for ``xent-bench report FILE.json``."""
+    from benchmarks import provenance
+
+    session = config.stash.get(XENT_SESSION, None)
+    machine_info["xent"] = {
+        "cpu_model": provenance.cpu_model(),
+        "git_commit": provenance.git_commit(),
+        "preset": config.getoption("--xent-preset"),
+        "threads": config.getoption("--xent-threads"),
+        "allocator": "default",
+        "versions": {},
+        "threads_applied": {},
+        "ceilings": None,
+    }
+    if session is not None:
+        for fw, applied in session.configured.items():
+            be = session.backend(fw)
+            machine_info["xent"]["versions"][fw] = be.versions()
+            machine_info["xent"]["threads_applied"][fw] = applied
+        machine_info["xent"]["ceilings"] = session.ceilings

@@ -1,0 +1,51 @@
+"""Cross-entropy benchmarks for pytest-benchmark: ``pytest --benchmark-only``.
+
+Each benchmark is one cell of the chosen preset (parametrized in ``conftest.py``), measured by the runner's
+own ``measure_timing``: the first call (trace + compile) and warm-up run apart, the round count is
+calibrated to the preset's budget, and pytest-benchmark's ``pedantic`` times the rounds, each of
+which includes the framework's sync. ``extra_info`` carries the record keys, the modelled bytes,
+the floor metrics and the agreement of the timed output with the float64 oracle.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import xent_impls
+from benchmarks import cells as cells_mod
+from benchmarks.timing import perf_counter_rounds
+from benchmarks.worker import measure_timing
+
+EXTRA_KEYS = ("impl", "framework", "form", "variant", "n", "c", "dtype", "pass", "device",
+              "scale", "seed")
+
+
+def test_cross_entropy(benchmark, xent_cell, xent_session):
+    cell = xent_cell
+    impl = xent_impls.get(cell["impl"])
+    be = xent_session.backend(impl.framework)
+    preset = xent_session.preset
+    ceilings = xent_session.measure_ceilings(cell["device"])
+    benchmark.group = f"{cell['n']}x{cell['c']} {cell['dtype']} {cell['pass']} {cell['device']}"
+
+    def pedantic_rounds(call_once, rounds: int) -> list[float]:
+        if benchmark.disabled:  # --benchmark-disable: one plain call, no statistics
+            return perf_counter_rounds(call_once, 1)
+        benchmark.pedantic(call_once, rounds=rounds, iterations=1, warmup_rounds=0)
+        return list(benchmark.stats.stats.data)
+
+    task = {"budget_s": xent_session.budget_s, "min_rounds": preset.min_rounds,
+            "max_rounds": preset.max_rounds, "ceilings": ceilings["best"]}
+    metrics, labels, raw = measure_timing(impl, cell, task, run_rounds=pedantic_rounds)
+
+    benchmark.extra_info.update({k: cell[k] for k in EXTRA_KEYS})
+    benchmark.extra_info.update({"cell_key": cells_mod.cell_key(cell),
+                                 "threads": xent_session.threads,
+                                 "threads_applied": xent_session.configured[impl.framework],
+                                 "sync": be.SYNC_METHOD,
+                                 "device_name": be.device_name(cell["device"]), **labels})
+    benchmark.extra_info.update(metrics)
+    benchmark.extra_info["times_s"] = raw["times_s"]
+    # A timing of a wrong answer is not a result: the timed output must be finite.
+    assert metrics.get("loss_nonfinite", 0) == 0 or impl.expected_failure, (
+        f"{impl.id} returned non-finite losses on {cells_mod.describe(cell)}")

@@ -1,0 +1,97 @@
+"""The pytest-benchmark suite: grouping, extra_info, and agreement with a runner run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.pytest_import import import_json
+from benchmarks.report import write_reports
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+IMPLS = ("torch/native/sparse", "tensorflow/native/sparse")
+SIZE = "512x8000"  # 16 MB of float32 logits: large enough that time is not call overhead
+BUDGET = "0.4"  # seconds of rounds per cell: enough rounds for a stable median
+EXTRA_INFO_KEYS = ("impl", "framework", "form", "variant", "n", "c", "dtype", "pass", "device",
+                   "threads", "model_bytes", "loss_err_eps", "median_s", "pct_of_limit",
+                   "times_s")
+
+
+@pytest.fixture(scope="module")
+def both_runs(tmp_path_factory):
+    """The same cells measured by pytest-benchmark and by the runner, each turned into a report."""
+    tmp = tmp_path_factory.mktemp("suite")
+    json_path = tmp / "bench.json"
+    impl_args = [a for impl in IMPLS for a in ("--xent-impl", impl)]
+    pytest_run = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-p",
+         "no:cacheprovider", "--xent-preset", "smoke", "--xent-size", SIZE, "--xent-budget", BUDGET, *impl_args,
+         f"--benchmark-json={json_path}", "-q"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ),
+    )
+    assert pytest_run.returncode == 0, pytest_run.stdout[-3000:] + pytest_run.stderr[-3000:]
+    from_pytest = import_json(json_path, tmp / "results")
+    write_reports(from_pytest)
+
+    runner_run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--preset", "smoke", "--size", SIZE,
+         "--budget", BUDGET,
+         *[a for impl in IMPLS for a in ("--impl", impl)], "--results", str(tmp / "runner"),
+         "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert runner_run.returncode == 0, runner_run.stderr[-3000:]
+    (from_runner,) = (tmp / "runner").iterdir()
+    return {"stdout": pytest_run.stdout, "json": json.loads(json_path.read_text()),
+            "pytest": from_pytest, "runner": from_runner}
+
+
+def test_console_table_groups_by_case(both_runs):
+    for pass_ in ("forward", "forward_backward"):
+        assert f"benchmark '{SIZE} float32 {pass_} cpu': 2 tests" in both_runs["stdout"]
+
+
+def test_extra_info_has_every_record_key(both_runs):
+    benchmarks = both_runs["json"]["benchmarks"]
+    assert len(benchmarks) == 4
+    for bench in benchmarks:
+        missing = [k for k in EXTRA_INFO_KEYS if k not in bench["extra_info"]]
+        assert not missing, f"{bench['name']} lacks {missing}"
+        assert bench["extra_info"]["impl"] in IMPLS
+        assert len(bench["extra_info"]["times_s"]) == bench["stats"]["rounds"]
+    xent = both_runs["json"]["machine_info"]["xent"]
+    assert {"torch", "tensorflow"} <= set(xent["versions"]) <= {"torch", "tensorflow", "numpy"}
+    assert xent["ceilings"]["best"]["exp_Gps"] > 0
+
+
+def test_reports_have_the_same_columns(both_runs):
+    a = pd.read_parquet(both_runs["pytest"] / "records.parquet")
+    b = pd.read_parquet(both_runs["runner"] / "records.parquet")
+    assert sorted(a.columns) == sorted(b.columns)
+    assert sorted(set(a["metric"])) == sorted(set(b["metric"]))
+    for path in ("report.md", "report.html"):
+        assert (both_runs["pytest"] / path).stat().st_size > 0
+
+
+def test_medians_agree_within_noise(both_runs):
+    """Compare ratios, not absolute times: TensorFlow / PyTorch median in each source."""
+    def ratios(run_dir: Path) -> pd.Series:
+        df = pd.read_parquet(run_dir / "records.parquet")
+        med = df[df["metric"] == "median_s"].pivot_table(index="pass", columns="impl",
+                                                        values="value")
+        return med[IMPLS[1]] / med[IMPLS[0]]
+
+    from_pytest, from_runner = ratios(both_runs["pytest"]), ratios(both_runs["runner"])
+    for pass_ in ("forward", "forward_backward"):
+        agreement = from_pytest[pass_] / from_runner[pass_]
+        assert 0.5 < agreement < 2.0, (
+            f"{pass_}: TF/torch ratio {from_pytest[pass_]:.2f} under pytest-benchmark vs "
+            f"{from_runner[pass_]:.2f} under the runner")
