@@ -523,7 +523,9 @@ def failure_findings(grid: pd.DataFrame, state: str, verb: str) -> list[str]:
             rows = hit[hit["impl"].isin(impls)]
             worst = (f"; worst loss error {fmt_eps(rows['loss'].max())} eps, gradient "
                      f"{fmt_eps(rows['grad'].max())} eps")
-        bullets.append(f"{_who(impls)} {verb} {onset}{worst}{_why(expected, reason)}.")
+        # "return inf/NaN" for several implementations, "returns inf/NaN" for one.
+        verb_form = verb if len(impls) > 1 else verb.replace("return ", "returns ", 1)
+        bullets.append(f"{_who(impls)} {verb_form} {onset}{worst}{_why(expected, reason)}.")
     return bullets
 
 
@@ -670,13 +672,15 @@ def ceiling_blocks(meta: dict) -> list:
                    "logit."),
               Para("% of limit = floor / median time (100% = the machine's measured limit); "
                    "GB/s = modelled bytes / median time. Ceilings: the best of every framework's "
-                   "own copy, read-only sum and exp over a DRAM-sized array, this run, this "
-                   "device.")]
+                   "own copy and read-only sum over a DRAM-sized array and exp (over a "
+                   "DRAM-sized array and, on CPU, a cache-resident block: the faster counts), "
+                   "this run, this device.")]
     per_fw = ceilings.get("per_framework") or {}
     if not per_fw:
         return blocks + [Para("This run has no measured ceilings: no floor and no % of limit.")]
     keys = (("copy GB/s", "copy_GBps"), ("read GB/s", "read_GBps"), ("exp G/s", "exp_Gps"))
-    rows = [{"framework": fw, **{label: fmt_num(per_fw[fw].get(k)) for label, k in keys}}
+    detail = (("exp DRAM G/s", "exp_dram_Gps"), ("exp cached G/s", "exp_cached_Gps"))
+    rows = [{"framework": fw, **{label: fmt_num(per_fw[fw].get(k)) for label, k in keys + detail}}
             for fw in ordered(per_fw, FRAMEWORK_ORDER)]
     best = ceilings.get("best") or {}
     rows.append({"framework": "best (used for floors)",

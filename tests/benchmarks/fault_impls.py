@@ -1,7 +1,7 @@
 """Test-only implementations, loaded through ``XENT_IMPLS_PLUGINS=fault_impls``.
 
 NumPy implementations (``fn(logits, targets, grad=False)``, see numpy_backend) that misbehave
-on purpose: abort the process, raise, or run slowly so that a test can kill a run mid-way.
+on purpose: abort the process, raise, run out of memory, or run slowly so that a test can kill a run mid-way.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def fail(logits, targets, grad=False):
     raise RuntimeError("deliberate failure for a test")
 
 
+def out_of_memory(logits, targets, grad=False):
+    raise MemoryError("Unable to allocate 8.00 TiB for an array")
+
+
 def slow(logits, targets, grad=False):
     time.sleep(0.2)
     return reference(logits, targets, grad=grad)
@@ -33,4 +37,5 @@ def _impl(variant: str, entry: str) -> Impl:
                 entry=f"fault_impls:{entry}")
 
 
-IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("slow", "slow"))
+IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("oom", "out_of_memory"),
+         _impl("slow", "slow"))

@@ -220,7 +220,7 @@ def test_agreement_table_marks_expected_and_unexpected_failures(agreement_report
 def test_what_this_shows_is_derived_from_the_records(agreement_report):
     md = Path(agreement_report["markdown"]).read_text()
     shows = _section(md, "## What this shows")
-    assert ("`torch/naive/sparse` return inf/NaN from scale 100 at float32 and from scale 10 "
+    assert ("`torch/naive/sparse` returns inf/NaN from scale 100 at float32 and from scale 10 "
             "at float16 (meant to fail") in shows
     assert "**Unexpected failures**: `torch/manual/sparse`" in shows
     assert "At float32, 2 of 3 implementations pass" in shows

@@ -178,3 +178,16 @@ def test_truncated_last_line_is_reported_and_skipped(tmp_path):
         records = load_records(folder)
     assert len(records) == len(lines)
     assert len(set(_keys(records))) == len(records)
+
+
+def test_out_of_memory_is_a_result_with_its_size(tmp_path):
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/oom/sparse", "--impl",
+                "numpy/reference/sparse", "--size", "64x1000", "--dtype", "float32",
+                "--pass", "forward", "--budget", "0.01", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = {r["cell"]["impl"]: r for r in load_records(_run_folder(tmp_path))}
+    oom = records["numpy/oom/sparse"]
+    assert oom["status"] == "oom"
+    assert "MemoryError" in oom["error"]
+    assert oom["metrics"]["logits_bytes"] == 64 * 1000 * 4
+    assert records["numpy/reference/sparse"]["status"] == "ok", "the run goes on after an OOM"
