@@ -1,9 +1,10 @@
-"""Sessions: tests (default), bench, agreement, report, lint.
+"""Sessions: tests (default), bench, agreement, behaviour, report, lint.
 
     nox -s tests                  unit and integration tests, every framework installed
     nox -s bench                  default timing preset on CPU -> results/<run id>/
     nox -s bench -- --preset smoke --framework torch      (arguments go to `xent-bench run`)
     nox -s agreement              agreement with the float64 oracle -> results/<run id>/
+    nox -s behaviour              behaviour under bad input (matrix, semantics) -> results/
     nox -s report -- RUN_FOLDER   rebuild the reports of a run folder
 """
 
@@ -45,6 +46,13 @@ def agreement(session: nox.Session) -> None:
     """Loss and gradient error of every implementation against the float64 oracle."""
     _install(session)
     session.run("xent-bench", "agreement", *(session.posargs or ["--preset", "agreement"]))
+
+
+@nox.session
+def behaviour(session: nox.Session) -> None:
+    """Behaviour under bad input: every edge-case probe against every implementation."""
+    _install(session)
+    session.run("xent-bench", "behaviour", *session.posargs)
 
 
 @nox.session

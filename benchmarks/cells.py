@@ -10,12 +10,14 @@ from __future__ import annotations
 from xent_impls import Case, Impl
 
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
-             "pass", "device")
-KINDS = ("agreement", "timing")
+             "pass", "device", "probe")
+# behaviour: one edge-case probe (xent_impls.edge_cases) on one implementation; semantics: one
+# framework's options side by side (benchmarks/semantics.py). Both: see benchmarks/behaviour.py.
+KINDS = ("agreement", "timing", "behaviour", "semantics")
 PASSES = ("forward", "forward_backward")
 
 
-def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str) -> dict:
+def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str, probe: str = "") -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown cell kind {kind!r}; known: {', '.join(KINDS)}")
     if pass_ not in PASSES:
@@ -33,6 +35,7 @@ def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str) -> dic
         "seed": case.seed,
         "pass": pass_,
         "device": device,
+        "probe": probe,
     }
 
 
@@ -41,10 +44,16 @@ def cell_case(cell: dict) -> Case:
 
 
 def cell_key(cell: dict) -> str:
-    return "|".join(str(cell[k]) for k in CELL_KEYS if k not in ("framework", "form", "variant"))
+    # ``probe`` joins the key only when set, so keys of timing and agreement cells (and of run
+    # folders written before it existed) are unchanged.
+    return "|".join(str(cell[k]) for k in CELL_KEYS
+                    if k not in ("framework", "form", "variant", "probe") or
+                    (k == "probe" and cell.get("probe")))
 
 
 def describe(cell: dict) -> str:
     """Short human label for progress output."""
+    if cell.get("probe"):
+        return f"{cell['impl']} {cell['kind']} {cell['probe']}"
     scale = f" s{cell['scale']:g}" if cell["kind"] == "agreement" else ""
     return f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}"

@@ -4,7 +4,11 @@
     xent-bench agreement [--preset agreement]     loss/gradient error against the float64 oracle
     xent-bench run --resume RUN_FOLDER            finish an interrupted run
     xent-bench report RUN_FOLDER                  rebuild the reports of a run folder
+    xent-bench behaviour [--framework F]          behaviour under bad input: matrix + semantics
     xent-bench list                               implementations and presets
+    xent-bench compare BASE NEW [--threshold T]   speed/memory/accuracy verdicts; 1: regression
+    xent-bench merge RUN RUN [...]                several runs (machines) side by side, % of limit
+    xent-bench history RUN RUN [...] [--impl G]   trend of chosen cells across ordered runs
 
 Bad input (unknown names, malformed sizes, a missing device) prints one line and exits with 2.
 """
@@ -80,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", type=Path, default=Path("results"),
                         help="where a pytest-benchmark JSON becomes a run folder (default: results)")
     sub.add_parser("list", help="list implementations and presets")
+    from benchmarks.behaviour import add_parser as add_behaviour_parser
+
+    add_behaviour_parser(sub)
+    from benchmarks.compare_cli import add_parsers as add_compare_parsers
+
+    add_compare_parsers(sub)
     return parser
 
 
@@ -132,7 +142,7 @@ def cmd_measure(args, kind: str) -> int:
         preset = get_preset(args.preset)
         if preset.kind != kind:
             raise UsageError(f"preset {args.preset!r} is a {preset.kind} preset; use "
-                             f"'xent-bench {'run' if preset.kind == 'timing' else 'agreement'}'")
+                             f"'xent-bench {'run' if preset.kind == 'timing' else preset.kind}'")
         device = args.device or preset.device
         if device not in ("cpu", "cuda"):
             raise UsageError(f"unknown device {device!r}; known: cpu, cuda")
@@ -205,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             written = write_reports(run_folder)
             print(f"report: {written['markdown']}", file=sys.stderr)
             return 0
+        if args.command == "behaviour":
+            from benchmarks.behaviour import command as behaviour_command
+
+            return behaviour_command(args)
+        if args.command in ("compare", "merge", "history"):
+            from benchmarks.compare_cli import command as compare_command
+
+            return compare_command(args)
         return cmd_measure(args, "timing" if args.command == "run" else "agreement")
     except (UsageError, ValueError) as exc:
         print(f"xent-bench: error: {exc}", file=sys.stderr)

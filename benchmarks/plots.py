@@ -1,12 +1,14 @@
 """Figures of a report, drawn with matplotlib's object API (``Figure`` on the Agg canvas).
 
 No ``pyplot``: nothing touches matplotlib's global backend or figure registry, so building a
-report inside a notebook or a test leaves the caller's state alone. Two generic figures serve
-every report; ``benchmarks.report`` decides what data goes into them:
+report inside a notebook or a test leaves the caller's state alone. Generic figures;
+``benchmarks.report`` and ``benchmarks.compare_report`` decide what data goes into them:
 
 - :func:`lines_by_classes`: a metric against the number of classes C (log x), one line per
   implementation (colour: framework/variant, line style: dtype), one panel per pass and form;
-- :func:`heatmap`: a labelled matrix (implementations down, cases across) coloured by a value.
+- :func:`heatmap`: a labelled matrix (implementations down, cases across) coloured by a value;
+- :func:`intervals`: one point with its interval per row (ratios of two runs, log x);
+- :func:`trend`: values across an ordered list of runs, one line per cell, one panel per metric.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from benchmarks.cells import PASSES
 
@@ -29,6 +32,7 @@ PASS_ORDER = PASSES
 FORM_ORDER = ("sparse", "onehot")
 LINESTYLES = {"float32": "-", "bfloat16": "--", "float16": ":", "float64": "-."}
 MISSING_COLOUR = "#dddddd"
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20, 50, 100)
 
 
 def ordered(values, order) -> list:
@@ -141,3 +145,90 @@ def heatmap(values: pd.DataFrame, labels: pd.DataFrame, *, path: Path, title: st
 def _is_dark(rgba) -> bool:
     r, g, b = rgba[:3]
     return 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+
+
+def intervals(df: pd.DataFrame, *, path: Path, title: str, xlabel: str, band: tuple[float, float],
+              cuts: tuple[float, float], colours: dict[str, str]) -> Path | None:
+    """A forest plot: one row per ``df`` row (label ``label``), the point ``ratio`` and the
+    interval [``lo``, ``hi``] on a log x axis, coloured by ``verdict`` (``colours``).
+
+    ``band`` is shaded (e.g. the "same" range), ``cuts`` are drawn as dashed lines (e.g. the
+    bounds an interval must clear to count as a change). Rows without a ratio are dropped.
+    """
+    df = df[df["ratio"] > 0].reset_index(drop=True)  # NaN compares False: dropped too
+    if df.empty:
+        return None
+    fig = Figure(figsize=(7.5, 1.2 + 0.26 * len(df)))
+    ax = fig.subplots()
+    y = np.arange(len(df))[::-1]
+    lo = df["lo"].fillna(df["ratio"]).to_numpy()
+    hi = df["hi"].fillna(df["ratio"]).to_numpy()
+    ratio = df["ratio"].to_numpy()
+    for verdict in dict.fromkeys(df["verdict"]):
+        sel = (df["verdict"] == verdict).to_numpy()
+        xerr = [np.clip(ratio[sel] - lo[sel], 0, None), np.clip(hi[sel] - ratio[sel], 0, None)]
+        ax.errorbar(ratio[sel], y[sel], xerr=xerr, fmt="o", markersize=4, capsize=2.5,
+                    linewidth=1.2, color=colours.get(verdict, "black"), label=verdict)
+    ax.axvspan(*band, color="#dddddd", alpha=0.6, linewidth=0)
+    for cut in cuts:
+        ax.axvline(cut, color="#888888", linestyle="--", linewidth=0.9)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    low = min(float(np.nanmin(lo)), min(band), min(cuts)) / 1.15
+    high = max(float(np.nanmax(hi)), max(band), max(cuts)) * 1.15
+    ax.set_xlim(low, high)
+    ticks = [t for t in RATIO_TICKS if low <= t <= high]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(y, list(df["label"]), fontsize=7)
+    ax.set_ylim(-0.7, len(df) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def trend(df: pd.DataFrame, *, runs: list[str], panels: list[tuple[str, str]], path: Path,
+          title: str) -> Path | None:
+    """Values across the ordered ``runs`` (x axis), one line per ``series``, one panel per
+    ``(column, ylabel)`` in ``panels``.
+
+    ``df`` is long: columns ``series``, ``run`` (one of ``runs``) and the panel columns; a panel
+    column ``y`` may come with ``y_lo`` / ``y_hi`` columns, drawn as error bars (e.g. q1 and q3).
+    Panels without any value are left out; returns None when nothing is left to draw.
+    """
+    panels = [(y, label) for y, label in panels if y in df and df[y].notna().any()]
+    if df.empty or not panels:
+        return None
+    position = {r: i for i, r in enumerate(runs)}
+    series = list(dict.fromkeys(df["series"]))
+    cmap = colormaps["tab10" if len(series) <= 10 else "tab20"]
+    fig = Figure(figsize=(max(5.0, 1.2 + 0.9 * len(runs)) + 3.2, 2.9 * len(panels)))
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0])
+    for ax, (y, ylabel) in zip(axes, panels):
+        for i, name in enumerate(series):
+            line = df[(df["series"] == name) & df[y].notna()]
+            if line.empty:
+                continue
+            x = line["run"].map(position).to_numpy()
+            order = np.argsort(x)
+            values = line[y].to_numpy()[order]
+            err = None
+            if f"{y}_lo" in line and f"{y}_hi" in line:
+                err = [np.nan_to_num(np.clip(values - line[f"{y}_lo"].to_numpy()[order], 0,
+                                             None)),
+                       np.nan_to_num(np.clip(line[f"{y}_hi"].to_numpy()[order] - values, 0,
+                                             None))]
+            ax.errorbar(x[order], values, yerr=err, marker="o", markersize=3.5, linewidth=1.3,
+                        capsize=2.5, color=cmap(i % cmap.N), label=name)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[-1].set_xticks(range(len(runs)), runs, fontsize=8)
+    axes[-1].set_xlabel("run (in the order given)")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

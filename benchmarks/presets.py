@@ -14,7 +14,7 @@ from benchmarks.cells import make_cell
 @dataclasses.dataclass(frozen=True)
 class Preset:
     name: str
-    kind: str  # "agreement" or "timing"
+    kind: str  # "agreement", "timing" or "behaviour"
     description: str
     sizes: tuple[tuple[int, int], ...]
     dtypes: tuple[str, ...]
@@ -56,6 +56,10 @@ PRESETS = {
         Preset("cpu-large", "timing",
                "the language-model size of DESIGN.md on CPU: 1024 x 32000, float32",
                sizes=((1024, 32000),), dtypes=("float32",), impls=TIMED, budget_s=1.0),
+        Preset("behaviour", "behaviour",
+               "every edge-case probe (xent_impls.edge_cases) against every implementation, "
+               "plus each framework's options side by side (xent-bench behaviour, a few minutes)",
+               sizes=((8, 5),), dtypes=("float32",), passes=("forward_backward",)),
         Preset("gpu", "timing",
                "language-model vocabularies on one GPU: 8192 x 128256 and 4096 x 256000, "
                "plus C = 10 and 1000 at N = 65536",
@@ -82,6 +86,10 @@ def build_cells(preset: Preset, *, impl_patterns=None, frameworks=None, forms=No
     device = device or preset.device
     impls = xent_impls.select(patterns=impl_patterns or preset.impls, frameworks=frameworks,
                               forms=forms)
+    if preset.kind == "behaviour":  # probes replace sizes, dtypes, passes and scales
+        from benchmarks.behaviour import build_cells as behaviour_cells
+
+        return behaviour_cells(impls, device=device)
     for dt in dtypes or ():
         xent_impls.numpy_dtype(dt)
     cells = []

@@ -63,21 +63,39 @@ def _record(bench: dict, run_id: str, xent: dict, ceilings: dict | None) -> dict
             "env": env}
 
 
-def import_json(json_path: Path, results: Path) -> Path:
-    """Write a run folder under ``results`` from a pytest-benchmark JSON file; returns it."""
-    json_path = Path(json_path)
+def _read(json_path: Path) -> dict:
     try:
         data = json.loads(json_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read pytest-benchmark JSON {json_path}: {exc}") from None
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ValueError(f"{json_path} is not a pytest-benchmark JSON file (no 'benchmarks')")
+    return data
+
+
+def _run_id(data: dict, json_path: Path) -> str:
+    """The run id of an imported file: its timestamp and a digest of its bytes."""
+    stamp = _dt.datetime.fromisoformat(data.get("datetime", _dt.datetime.now().isoformat()))
+    digest = hashlib.sha1(json_path.read_bytes()).hexdigest()[:6]
+    return f"{stamp.strftime('%Y%m%d-%H%M%S')}-pytest-benchmark-{digest}"
+
+
+def import_or_reuse(json_path: Path, results: Path) -> Path:
+    """The run folder of a pytest-benchmark JSON file: imported under ``results`` on first
+    use, the existing folder afterwards (so ``compare`` can be given the same file twice)."""
+    json_path = Path(json_path)
+    run_dir = Path(results) / _run_id(_read(json_path), json_path)
+    return run_dir if (run_dir / RECORDS).exists() else import_json(json_path, results)
+
+
+def import_json(json_path: Path, results: Path) -> Path:
+    """Write a run folder under ``results`` from a pytest-benchmark JSON file; returns it."""
+    json_path = Path(json_path)
+    data = _read(json_path)
     machine = data.get("machine_info") or {}
     xent = machine.get("xent") or {}
     ceilings = xent.get("ceilings")
-    stamp = _dt.datetime.fromisoformat(data.get("datetime", _dt.datetime.now().isoformat()))
-    digest = hashlib.sha1(json_path.read_bytes()).hexdigest()[:6]
-    run_id = f"{stamp.strftime('%Y%m%d-%H%M%S')}-pytest-benchmark-{digest}"
+    run_id = _run_id(data, json_path)
     run_dir = Path(results) / run_id
     if (run_dir / RECORDS).exists():
         raise ValueError(f"{json_path} was already imported into {run_dir}")

@@ -324,7 +324,7 @@ def header_blocks(run: Run) -> list:
     summary = (f"Kind **{run.kind}**, preset `{meta.get('preset')}`, device "
                f"`{meta.get('device')}`: {n_cells(len(run.cells))} recorded of {planned} planned.")
     if len(run.cells) < planned:
-        command = "run" if run.kind == "timing" else "agreement"
+        command = "run" if run.kind == "timing" else run.kind
         summary += (f" {n_cells(planned - len(run.cells))} without a record (an interrupted run: "
                     f"finish it with `xent-bench {command} --resume RUN_FOLDER`).")
     blocks = [Heading(1, f"xent-bench {run.kind} report: {meta.get('run_id')}"), Para(summary)]
@@ -1007,6 +1007,7 @@ th { background: #f0f0f0; } td.l, th.l { text-align: left; }
 td.bad { background: #fde0e0; color: #b00000; font-weight: bold; }
 td.expected { color: #777; font-style: italic; }
 td.warn { background: #fff6d5; }
+td.clean { background: #e8f0fe; }
 caption { caption-side: top; text-align: left; font-style: italic; padding: 0.3em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 figure { margin: 1em 0; } img { max-width: 100%; }
@@ -1074,11 +1075,19 @@ def build_document(run: Run) -> tuple[list, list[Figure]]:
     elif run.kind == "agreement":
         blocks += agreement_blocks(run)
         figures = agreement_figures(run)
+    elif run.kind == "behaviour":
+        from benchmarks.behaviour_report import summary_blocks
+
+        blocks += summary_blocks(run)
     else:
         blocks += timing_blocks(run)
         figures = timing_figures(run)
     if figures:
         blocks += [Heading(2, "Plots"), *figures]
+    if run.kind != "behaviour" and (run.run_dir / "behaviour.md").exists():
+        blocks += [Heading(2, "Behaviour under bad input"),
+                   Para("This run folder also holds a behaviour report: "
+                        "[behaviour.md](behaviour.md) ([HTML](behaviour.html)).")]
     return blocks + glossary_blocks(run.kind), figures
 
 
@@ -1095,7 +1104,17 @@ def write_reports(run_dir) -> dict:
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     title = f"xent-bench {run.kind} report: {run.meta.get('run_id')}"
     html_path.write_text(render_html(blocks, title), encoding="utf-8")
-    return {"markdown": md_path, "html": html_path, "parquet": tables["records_parquet"],
+    extra = {}
+    if run.kind == "behaviour":  # the full matrices, linked from report.md
+        from benchmarks.behaviour_report import full_blocks
+
+        full = full_blocks(run)
+        extra["behaviour"] = run.run_dir / "behaviour.md"
+        extra["behaviour"].write_text(render_markdown(full), encoding="utf-8")
+        (run.run_dir / "behaviour.html").write_text(
+            render_html(full, f"xent-bench behaviour: {run.meta.get('run_id')}"),
+            encoding="utf-8")
+    return extra | {"markdown": md_path, "html": html_path, "parquet": tables["records_parquet"],
             "csv": tables["records_csv"], "raw_parquet": tables["raw_times_parquet"],
             "raw_csv": tables["raw_times_csv"], "plots": [f.path for f in figures]}
 

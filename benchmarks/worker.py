@@ -18,8 +18,9 @@ import numpy as np
 
 import xent_impls
 from xent_impls.api import to_framework_inputs
+from xent_impls.checks import check
 
-from benchmarks import agreement, floor, memory
+from benchmarks import agreement, behaviour, floor, memory
 from benchmarks.cells import cell_case
 from benchmarks.records import append_record
 from benchmarks.timing import perf_counter_rounds, time_step
@@ -45,6 +46,9 @@ def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     case = cell_case(cell)
     logits, targets = _inputs(case, impl.form)
     ref_loss, ref_grad = _oracle(case, impl.form)
+    # Agreement runs use the checked mode (timing runs do not pay for it): an input the
+    # implementation cannot take is an error record naming the value, not a garbage number.
+    check(impl, logits, targets)
     be = impl.backend
     x, t = to_framework_inputs(impl, logits, targets, cell["device"])
     out = be.make_step(impl, True, cell["device"])(x, t)
@@ -113,7 +117,8 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     return metrics, labels, {"times_s": timing.times_s}
 
 
-MEASURE = {"agreement": measure_agreement, "timing": measure_timing}
+MEASURE = {"agreement": measure_agreement, "timing": measure_timing,
+           "behaviour": behaviour.measure_behaviour, "semantics": behaviour.measure_semantics}
 
 
 def run_task(task: dict) -> int:

@@ -9,6 +9,7 @@ first time the implementation is used.
 """
 
 from xent_impls.api import evaluate
+from xent_impls.checks import check, checked
 from xent_impls.dtypes import DTYPES, eps, numpy_dtype
 from xent_impls.inputs import FORMS, Case, make_inputs, parse_size
 from xent_impls.reference import reference
@@ -31,6 +32,8 @@ __all__ = [
     "all_impls",
     "available",
     "backend",
+    "check",
+    "checked",
     "eps",
     "evaluate",
     "framework_installed",

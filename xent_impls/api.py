@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from xent_impls.dtypes import dtype_name
+from xent_impls.checks import check, check_structure
 from xent_impls.registry import Impl, get
 
 
-def check_inputs(impl: Impl, logits: np.ndarray, targets: np.ndarray) -> None:
-    """Raise ``ValueError`` when ``logits``/``targets`` do not fit ``impl``'s form and dtypes."""
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape [N, C], got shape {logits.shape}")
-    name = dtype_name(logits.dtype)
-    if name not in impl.dtypes:
-        raise ValueError(
-            f"{impl.id} does not support logits dtype {name}; supported: {', '.join(impl.dtypes)}"
-        )
-    n, c = logits.shape
-    if impl.form == "sparse":
-        if not np.issubdtype(targets.dtype, np.integer) or targets.shape != (n,):
-            raise ValueError(
-                f"{impl.id} takes integer labels of shape ({n},); got {targets.dtype} targets "
-                f"of shape {targets.shape}"
-            )
-    elif targets.shape != (n, c):
-        raise ValueError(
-            f"{impl.id} takes a target matrix of shape ({n}, {c}); got shape {targets.shape}"
-        )
+# The structural checks every call makes live in checks.py (one place); kept here under their old
+# name for callers of ``api.check_inputs``.
+check_inputs = check_structure
 
 
 def to_framework_inputs(impl: Impl, logits: np.ndarray, targets: np.ndarray, device: str):
@@ -39,7 +22,9 @@ def to_framework_inputs(impl: Impl, logits: np.ndarray, targets: np.ndarray, dev
     return be.to_framework(logits, device), be.to_framework(targets, device)
 
 
-def evaluate(impl_id: str, logits, targets, grad: bool = False, device: str = "cpu"):
+def evaluate(impl_id: str, logits, targets, grad: bool = False, device: str = "cpu", *,
+             checked: bool = False, allow_masked: bool = False,
+             allow_probabilities: bool = False):
     """Run implementation ``impl_id`` on NumPy inputs and return NumPy results.
 
     Args:
@@ -51,6 +36,13 @@ def evaluate(impl_id: str, logits, targets, grad: bool = False, device: str = "c
       grad: also return the gradient of the mean loss with respect to the logits, computed by
         the framework's own autodiff.
       device: ``"cpu"`` or ``"cuda"``.
+      checked: validate the values first (labels in ``[0, C)``, finite logits, target rows that
+        sum to 1, logits that are not probabilities; see ``xent_impls.checks.check``) and raise a
+        ``ValueError`` naming the offending value and position, instead of handing the framework
+        an input on which it may raise, return NaN or a wrong loss, or abort.
+      allow_masked: with ``checked``, accept ``-inf`` logits as masked classes (not on a target
+        class, not a whole row).
+      allow_probabilities: with ``checked``, accept logits whose rows look like probabilities.
 
     Returns:
       per-example loss ``[N]``, or ``(loss [N], grad [N, C])``, as NumPy arrays in the dtype the
@@ -58,7 +50,11 @@ def evaluate(impl_id: str, logits, targets, grad: bool = False, device: str = "c
     """
     impl = get(impl_id)
     logits, targets = np.asarray(logits), np.asarray(targets)
-    check_inputs(impl, logits, targets)
+    if checked:
+        check(impl, logits, targets, allow_masked=allow_masked,
+              allow_probabilities=allow_probabilities)
+    else:
+        check_structure(impl, logits, targets)
     be = impl.backend
     if not be.has_device(device):
         raise ValueError(f"device {device!r} is not available to {impl.framework}")

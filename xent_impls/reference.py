@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from xent_impls.checks import label_range_error
+
 
 def _as_target_matrix(targets: np.ndarray, n: int, c: int) -> np.ndarray:
     targets = np.asarray(targets)
     if np.issubdtype(targets.dtype, np.integer):
         if targets.shape != (n,):
             raise ValueError(f"integer labels must have shape ({n},), got {targets.shape}")
-        if targets.size and (targets.min() < 0 or targets.max() >= c):
-            bad = targets[(targets < 0) | (targets >= c)][0]
-            raise ValueError(f"label {int(bad)} is out of range [0, {c})")
+        message = label_range_error(targets, c)
+        if message:
+            raise ValueError(message)
         matrix = np.zeros((n, c), dtype=np.float64)
         matrix[np.arange(n), targets] = 1.0
         return matrix

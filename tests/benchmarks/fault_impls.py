@@ -1,7 +1,8 @@
 """Test-only implementations, loaded through ``XENT_IMPLS_PLUGINS=fault_impls``.
 
 NumPy implementations (``fn(logits, targets, grad=False)``, see numpy_backend) that misbehave
-on purpose: abort the process, raise, run out of memory, or run slowly so that a test can kill a run mid-way.
+on purpose: abort the process (always, or on an out-of-range label), raise, run out of memory, or
+run slowly so that a test can kill a run mid-way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ def out_of_memory(logits, targets, grad=False):
     raise MemoryError("Unable to allocate 8.00 TiB for an array")
 
 
+def abort_on_bad_label(logits, targets, grad=False):
+    """Like a compiled kernel with a bounds check in a parallel region: an out-of-range label
+    kills the process instead of raising."""
+    import numpy as np
+
+    targets = np.asarray(targets)
+    if np.issubdtype(targets.dtype, np.integer) and targets.size and (
+            targets.min() < 0 or targets.max() >= logits.shape[-1]):
+        os.abort()
+    return reference(logits, targets, grad=grad)
+
+
 def slow(logits, targets, grad=False):
     time.sleep(0.2)
     return reference(logits, targets, grad=grad)
@@ -38,4 +51,4 @@ def _impl(variant: str, entry: str) -> Impl:
 
 
 IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("oom", "out_of_memory"),
-         _impl("slow", "slow"))
+         _impl("slow", "slow"), _impl("abort-on-bad-label", "abort_on_bad_label"))

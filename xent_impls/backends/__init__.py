@@ -6,7 +6,8 @@ Every backend module provides:
 - ``versions() -> dict[str, str]``: versions of the framework's packages.
 - ``configure(threads: int) -> str``: set the CPU thread count; returns what was applied.
 - ``has_device(device) -> bool`` and ``device_name(device) -> str``.
-- ``to_framework(array, device)`` and ``to_numpy(x)``: exact conversions of NumPy arrays.
+- ``to_framework(array, device, keep_dtype=False)`` and ``to_numpy(x)``: exact conversions
+  of NumPy arrays; integer labels take the framework's label dtype unless ``keep_dtype``.
 - ``make_step(impl, grad, device)``: a callable ``(logits, targets)`` returning the per-example
   loss ``[N]``, or with ``grad`` the pair (loss, gradient of the mean loss ``[N, C]``) computed by
   the framework's own autodiff; compiled as a whole when ``impl.compiled``.

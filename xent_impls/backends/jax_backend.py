@@ -42,8 +42,10 @@ def device_name(device: str) -> str:
     return _device(device).device_kind
 
 
-def to_framework(array: np.ndarray, device: str):
-    if np.issubdtype(array.dtype, np.integer):
+def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False):
+    """``array`` on ``device``; integer labels become int32 (JAX's integer width with 64-bit
+    types disabled) unless ``keep_dtype``, where JAX itself decides (it stores int64 as int32)."""
+    if np.issubdtype(array.dtype, np.integer) and not keep_dtype:
         array = array.astype(np.int32)  # JAX's default integer width (x64 disabled)
     return jax.device_put(array, _device(device))
 

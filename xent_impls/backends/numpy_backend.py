@@ -26,7 +26,7 @@ def device_name(device: str) -> str:
     return "cpu"
 
 
-def to_framework(array: np.ndarray, device: str) -> np.ndarray:
+def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False) -> np.ndarray:
     return array
 
 

@@ -48,8 +48,10 @@ def device_name(device: str) -> str:
     return "cpu"
 
 
-def to_framework(array: np.ndarray, device: str) -> tf.Tensor:
-    if np.issubdtype(array.dtype, np.integer):
+def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False) -> tf.Tensor:
+    """``array`` as a tensor on ``device``; integer labels become int32 unless ``keep_dtype``
+    (the behaviour probes hand over uint8 or int64 labels as they are)."""
+    if np.issubdtype(array.dtype, np.integer) and not keep_dtype:
         array = array.astype(np.int32)
     with tf.device(_device(device)):
         return tf.identity(tf.constant(array))

@@ -12,6 +12,13 @@ import torch.nn.functional as F
 FRAMEWORK = "torch"
 SYNC_METHOD = "torch.cuda.synchronize() on CUDA; CPU ops are synchronous"
 
+# Dynamo keeps at most `recompile_limit` (default 8) compiled versions per function and then
+# silently runs it eagerly. Every make_step compiles the same Python function, so a grid with more
+# than 8 shapes, dtypes and grad modes would time eager code under the name torch/compiled.
+torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
+torch._dynamo.config.accumulated_recompile_limit = max(
+    torch._dynamo.config.accumulated_recompile_limit, 4096)
+
 _TORCH_DTYPES = {
     np.dtype(np.float64): torch.float64,
     np.dtype(np.float32): torch.float32,
@@ -38,16 +45,17 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
 
 
-def to_framework(array: np.ndarray, device: str) -> torch.Tensor:
+def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False) -> torch.Tensor:
     """``array`` on ``device``, bit for bit (bfloat16 travels as its raw 16-bit words). On CPU
     the tensor shares the array's memory; a read-only array is copied first, since PyTorch
-    tensors are always writable."""
+    tensors are always writable. Integer labels become int64 (what ``F.cross_entropy`` takes)
+    unless ``keep_dtype`` (the behaviour probes hand over uint8 or int32 labels as they are)."""
     array = np.ascontiguousarray(array)
     if not array.flags.writeable:
         array = array.copy()
     if array.dtype == np.dtype(ml_dtypes.bfloat16):
         tensor = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-    elif np.issubdtype(array.dtype, np.integer):
+    elif np.issubdtype(array.dtype, np.integer) and not keep_dtype:
         tensor = torch.from_numpy(array.astype(np.int64, copy=False))
     else:
         tensor = torch.from_numpy(array)
