@@ -94,7 +94,7 @@ def clean_message(text: str) -> str:
     the error it met while tracing."""
     text = " ".join(str(text).split())
     text = _TF_NODE.sub("", text)
-    text = _INDUCTOR_PATH.sub("<generated kernel>", text)
+    text = _INDUCTOR_PATH.sub("(generated kernel)", text)
     match = _DYNAMO_FAKE.search(text)
     if match:
         inner = re.sub(r"['\"]\)(\s.*)?$", "", match.group(2))

@@ -108,7 +108,7 @@ def test_worker_deaths_become_behaviours(message, text):
     assert behaviour_report.cell_text(rec) == (text, "bad")
     death = behaviour_report.worker_death(message)
     if "what()" in message:
-        assert death[1] == "kernel, <generated kernel>, index out of bounds: 0 <= tmp21 < 5L"
+        assert death[1] == "kernel, (generated kernel), index out of bounds: 0 <= tmp21 < 5L"
 
 
 def test_clean_message_keeps_the_point():
