@@ -24,7 +24,8 @@ EVERYTHING = "-e.[torch,jax,tensorflow-cpu,report]"
 def _install(session: nox.Session, *groups: str) -> None:
     session.install(*CONSTRAINTS, EVERYTHING)
     for group in groups:
-        session.install(*CONSTRAINTS, *nox.project.dependency_groups(nox.project.load_toml(), group))
+        requirements = nox.project.dependency_groups(nox.project.load_toml(), group)
+        session.install(*CONSTRAINTS, *requirements)
 
 
 @nox.session

@@ -36,11 +36,10 @@ from pathlib import Path
 import numpy as np
 
 import xent_impls
-from xent_impls import Case, edge_cases
-from xent_impls.dtypes import eps
-
 from benchmarks.agreement import TOLERANCE_EPS, native_id
 from benchmarks.cells import make_cell
+from xent_impls import Case, edge_cases
+from xent_impls.dtypes import eps
 
 PROBE_DTYPE = "float32"
 MESSAGE_CHARS = 300

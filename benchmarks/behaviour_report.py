@@ -25,9 +25,8 @@ import re
 
 import numpy as np
 
-from xent_impls import checks, edge_cases
-
 from benchmarks.agreement import TOLERANCE_EPS, native_id
+from xent_impls import checks, edge_cases
 
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 FORM_NAMES = {"sparse": "sparse", "onehot": "one-hot"}

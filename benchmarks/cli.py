@@ -37,9 +37,11 @@ def _csv(text: str) -> list[str]:
 
 
 def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
-    p.add_argument("--preset", default=default_preset, help=f"grid preset (default: {default_preset})")
+    p.add_argument("--preset", default=default_preset,
+                   help=f"grid preset (default: {default_preset})")
     p.add_argument("--framework", action="append", type=_csv, default=[],
-                   help="only these frameworks (repeat or comma-separate): torch, jax, tensorflow, numpy")
+                   help="only these frameworks (repeat or comma-separate): "
+                        "torch, jax, tensorflow, numpy")
     p.add_argument("--impl", action="append", type=_csv, default=[],
                    help="implementation id or glob, e.g. 'torch/*' or '*/sparse' (repeatable)")
     p.add_argument("--form", action="append", type=_csv, default=[], help="sparse and/or onehot")
@@ -49,7 +51,7 @@ def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
                    help="NxC, e.g. 1024x32000 (replaces the preset's sizes; repeatable)")
     p.add_argument("--pass", dest="passes", action="append", type=_csv, default=[],
                    help="forward and/or forward_backward")
-    p.add_argument("--device", choices=None, default=None, help="cpu or cuda (default: the preset's)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the preset's)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for every framework (default: all cores)")
     p.add_argument("--allocator", default="default",
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "reports from a pytest-benchmark JSON file")
     report.add_argument("run_folder", type=Path, metavar="RUN_FOLDER_OR_JSON")
     report.add_argument("--results", type=Path, default=Path("results"),
-                        help="where a pytest-benchmark JSON becomes a run folder (default: results)")
+                        help="where a pytest-benchmark JSON becomes a run folder "
+                             "(default: results)")
     sub.add_parser("list", help="list implementations and presets")
     from benchmarks.behaviour import add_parser as add_behaviour_parser
 
@@ -192,7 +195,8 @@ def _require_device(device: str, frameworks: list[str]) -> None:
     code = ("import sys, xent_impls; fw=sys.argv[1]; "
             "sys.exit(0 if xent_impls.backend(fw).has_device(sys.argv[2]) else 3)")
     for fw in frameworks:
-        rc = subprocess.run([sys.executable, "-c", code, fw, device], capture_output=True).returncode
+        rc = subprocess.run([sys.executable, "-c", code, fw, device], capture_output=True,
+                            check=False).returncode
         if rc == 3:
             raise UsageError(f"device {device!r} is not available to {fw} on this machine")
 

@@ -14,9 +14,8 @@ machine was seen to go), so no implementation can honestly exceed 100% of its fl
 
 from __future__ import annotations
 
-from xent_impls.dtypes import numpy_dtype
-
 from benchmarks.timing import time_step
+from xent_impls.dtypes import numpy_dtype
 
 # Elements in the ceiling arrays: 64 Mi float32 = 256 MiB per array on CPU (8x a 32 MiB L3),
 # 1 Gi elements = 4 GiB on a GPU (far beyond a 50-60 MB L2).

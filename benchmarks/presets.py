@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import xent_impls
-from xent_impls import Case
-
 from benchmarks.cells import make_cell
+from xent_impls import Case
 
 
 @dataclasses.dataclass(frozen=True)

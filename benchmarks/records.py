@@ -91,7 +91,8 @@ def tidy(records: list[dict], meta: dict | None = None):
         for k, v in (rec.get("labels") or {}).items():
             base[k] = v
         for k, v in (rec.get("env") or {}).items():
-            base[f"env_{k}"] = v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)
+            plain = isinstance(v, (str, int, float, bool)) or v is None
+            base[f"env_{k}"] = v if plain else json.dumps(v)
         metrics = rec.get("metrics") or {}
         if not metrics:
             rows.append({**base, "metric": None, "value": None})

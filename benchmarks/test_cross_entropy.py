@@ -1,15 +1,13 @@
 """Cross-entropy benchmarks for pytest-benchmark: ``pytest --benchmark-only``.
 
-Each benchmark is one cell of the chosen preset (parametrized in ``conftest.py``), measured by the runner's
-own ``measure_timing``: the first call (trace + compile) and warm-up run apart, the round count is
-calibrated to the preset's budget, and pytest-benchmark's ``pedantic`` times the rounds, each of
-which includes the framework's sync. ``extra_info`` carries the record keys, the modelled bytes,
-the floor metrics and the agreement of the timed output with the float64 oracle.
+Each benchmark is one cell of the chosen preset (parametrized in ``conftest.py``), measured by
+the runner's own ``measure_timing``: the first call (trace + compile) and warm-up run apart, the
+round count is calibrated to the preset's budget, and pytest-benchmark's ``pedantic`` times the
+rounds, each of which includes the framework's sync. ``extra_info`` carries the record keys, the
+modelled bytes, the floor metrics and the agreement of the timed output with the float64 oracle.
 """
 
 from __future__ import annotations
-
-import pytest
 
 import xent_impls
 from benchmarks import cells as cells_mod

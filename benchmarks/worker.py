@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 import xent_impls
-from xent_impls.api import to_framework_inputs
-from xent_impls.checks import check
-
 from benchmarks import agreement, behaviour, floor, memory
 from benchmarks.cells import cell_case
 from benchmarks.records import append_record
 from benchmarks.timing import perf_counter_rounds, time_step
+from xent_impls.api import to_framework_inputs
+from xent_impls.checks import check
 
 # On a GPU, inputs smaller than this are rotated through several copies so that timed rounds
 # read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).

@@ -7,7 +7,6 @@ import numpy as np
 from xent_impls.checks import check, check_structure
 from xent_impls.registry import Impl, get
 
-
 # The structural checks every call makes live in checks.py (one place); kept here under their old
 # name for callers of ``api.check_inputs``.
 check_inputs = check_structure

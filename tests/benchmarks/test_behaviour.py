@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 import xent_impls
-from xent_impls import edge_cases
-
 from benchmarks import behaviour, behaviour_report, report, runner
 from benchmarks.cli import main
 from benchmarks.records import append_record, load_records
+from xent_impls import edge_cases
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -33,7 +33,8 @@ def both_runs(tmp_path_factory):
     impl_args = [a for impl in IMPLS for a in ("--xent-impl", impl)]
     pytest_run = subprocess.run(
         [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-p",
-         "no:cacheprovider", "--xent-preset", "smoke", "--xent-size", SIZE, "--xent-budget", BUDGET, *impl_args,
+         "no:cacheprovider", "--xent-preset", "smoke", "--xent-size", SIZE, "--xent-budget",
+         BUDGET, *impl_args,
          f"--benchmark-json={json_path}", "-q"],
         cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ),
     )
