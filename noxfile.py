@@ -67,5 +67,5 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", "xent_impls", "benchmarks", "tests", "noxfile.py")
