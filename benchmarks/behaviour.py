@@ -31,7 +31,6 @@ import os
 import re
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -222,16 +221,12 @@ def measure_semantics(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from benchmarks.cli import _csv
+    from benchmarks.cli import _csv, add_run_folder_options, add_selection_options
 
     p = sub.add_parser("behaviour", help="behaviour under bad and edge-case input: every probe "
                                          "against every implementation, and the semantics of "
                                          "each framework's options")
-    p.add_argument("--framework", action="append", type=_csv, default=[],
-                   help="only these frameworks (repeat or comma-separate)")
-    p.add_argument("--impl", action="append", type=_csv, default=[],
-                   help="implementation id or glob, e.g. 'torch/*' (repeatable)")
-    p.add_argument("--form", action="append", type=_csv, default=[], help="sparse and/or onehot")
+    add_selection_options(p)
     p.add_argument("--probe", action="append", type=_csv, default=[],
                    help="only these probes (default: all): "
                         + ", ".join(p.name for p in edge_cases.PROBES))
@@ -242,12 +237,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="CPU threads for every framework (default: all cores)")
     p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT_S,
                    help=f"seconds before a hung probe is killed (default: {CELL_TIMEOUT_S:g})")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="folder that receives the run folder (default: results)")
-    p.add_argument("--resume", type=Path, default=None, metavar="RUN_FOLDER",
-                   help="finish an interrupted behaviour run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-report", action="store_true", help="records only, no report")
+    add_run_folder_options(p)
     return p
 
 

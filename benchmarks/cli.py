@@ -36,15 +36,30 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
-    p.add_argument("--preset", default=default_preset,
-                   help=f"grid preset (default: {default_preset})")
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    """--framework, --impl, --form: which implementations a measuring command runs."""
     p.add_argument("--framework", action="append", type=_csv, default=[],
                    help="only these frameworks (repeat or comma-separate): "
                         "torch, jax, tensorflow, numpy")
     p.add_argument("--impl", action="append", type=_csv, default=[],
                    help="implementation id or glob, e.g. 'torch/*' or '*/sparse' (repeatable)")
     p.add_argument("--form", action="append", type=_csv, default=[], help="sparse and/or onehot")
+
+
+def add_run_folder_options(p: argparse.ArgumentParser) -> None:
+    """--results, --resume, --no-progress, --no-report: where a run goes and how it shows."""
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="folder that receives the run folder (default: results)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_FOLDER",
+                   help="finish an interrupted run folder (other grid options are ignored)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="records only, no report")
+
+
+def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument("--preset", default=default_preset,
+                   help=f"grid preset (default: {default_preset})")
+    add_selection_options(p)
     p.add_argument("--dtype", action="append", type=_csv, default=[],
                    help="float32, bfloat16, float16, float64 (replaces the preset's dtypes)")
     p.add_argument("--size", action="append", type=_csv, default=[],
@@ -57,12 +72,7 @@ def _add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--allocator", default="default",
                    help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
     p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="folder that receives the run folder (default: results)")
-    p.add_argument("--resume", type=Path, default=None, metavar="RUN_FOLDER",
-                   help="finish an interrupted run folder (other grid options are ignored)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-report", action="store_true", help="records only, no report")
+    add_run_folder_options(p)
 
 
 def _flat(values: list[list[str]]) -> list[str] | None:
