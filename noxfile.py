@@ -17,8 +17,9 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
 CONSTRAINTS = ("-c", "constraints/cpu.txt")
-# The CPU builds of every framework plus the report dependencies.
-EVERYTHING = "-e.[torch,jax,tensorflow-cpu,report]"
+# The CPU builds of every framework, Triton (its interpreter checks the GPU kernels on the CPU)
+# and the report dependencies.
+EVERYTHING = "-e.[torch,jax,tensorflow-cpu,triton,report]"
 
 
 def _install(session: nox.Session, *groups: str) -> None:

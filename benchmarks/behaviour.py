@@ -57,7 +57,7 @@ def build_cells(impls, probe_names=None, device: str = "cpu", semantics: bool = 
     cell per framework. Probes that may abort a process come last in their framework."""
     cells = []
     for impl in impls:
-        if device not in impl.devices:
+        if not impl.runs_on(device, timed=False):
             continue
         for probe in edge_cases.probes(probe_names, impl.form):
             n, c = probe.nominal(impl.form)

@@ -28,6 +28,10 @@ class Preset:
 
 NATIVE_ONLY = ("torch/native/*", "jax/optax/*", "tensorflow/native/*")
 TIMED = ("torch/*", "jax/*", "tensorflow/*")  # the float64 NumPy oracle is not timed
+# The fused and chunked implementations (xent_impls/fused) beside the native ops they replace.
+FUSED_AND_NATIVE = ("torch/native/*", "torch/chunked/*", "torch/triton/*", "jax/optax/*",
+                    "jax/chunked/*", "jax/pallas/*", "tensorflow/native-xla/*",
+                    "tensorflow/chunked-xla/*")
 
 PRESETS = {
     p.name: p
@@ -59,6 +63,19 @@ PRESETS = {
                "every edge-case probe (xent_impls.edge_cases) against every implementation, "
                "plus each framework's options side by side (xent-bench behaviour, a few minutes)",
                sizes=((8, 5),), dtypes=("float32",), passes=("forward_backward",)),
+        Preset("fused-agreement", "agreement",
+               "the fused and chunked implementations and the native ops against the oracle, "
+               "including a 128256-class vocabulary (the first half of xent-bench gpu-check)",
+               sizes=((256, 10), (64, 1000), (16, 32000), (4, 128256)),
+               dtypes=("float32", "bfloat16", "float16"), passes=("forward_backward",),
+               scales=(1.0, 100.0), impls=FUSED_AND_NATIVE),
+        Preset("gpu-check", "timing",
+               "fused and chunked implementations against the native ops on one GPU, sparse "
+               "labels, C = 10, 1000 and 128256 (the second half of xent-bench gpu-check)",
+               sizes=((65536, 10), (65536, 1000), (8192, 128256)),
+               dtypes=("float32", "bfloat16"), impls=tuple(p[:-1] + "sparse"
+                                                           for p in FUSED_AND_NATIVE),
+               device="cuda", budget_s=0.3, min_rounds=10, max_rounds=100),
         Preset("gpu", "timing",
                "language-model vocabularies on one GPU: 8192 x 128256 and 4096 x 256000, "
                "plus C = 10 and 1000 at N = 65536",
@@ -93,7 +110,7 @@ def build_cells(preset: Preset, *, impl_patterns=None, frameworks=None, forms=No
         xent_impls.numpy_dtype(dt)
     cells = []
     for impl in impls:
-        if device not in impl.devices:
+        if not impl.runs_on(device, timed=preset.kind == "timing"):
             continue
         for n, c in sizes or preset.sizes:
             for dtype in dtypes or preset.dtypes:

@@ -190,6 +190,9 @@ def _run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progr
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        reader.join(timeout=5.0)
+        if proc.stdout is not None:
+            proc.stdout.close()
         log.close()
         (run_dir / f".task-{name}.json").unlink(missing_ok=True)
     if proc.returncode == 0:
@@ -314,3 +317,19 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
         "notes": notes,
         "cells": cells,
     }
+
+
+def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threads: int,
+              allocator: str, budget_s: float, min_rounds: int, max_rounds: int,
+              preset: str | None, notes: list[str], progress: bool = True) -> Path:
+    """Create a run folder under ``results`` for ``cells``, measure them, return the folder."""
+    meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
+                    min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
+                    notes=notes)
+    run_dir = Path(results) / meta["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_meta(run_dir, meta)
+    print(f"run folder: {run_dir} ({len(cells)} cells)", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return run_cells(cells, run_dir, meta, progress=progress)

@@ -25,8 +25,9 @@ KERAS_PROBS_FAILURE = (
 
 
 def _impl(framework, variant, form, entry, description, *, compiled=False, failure=None,
-          dtypes=ALL_FLOATS, devices=GPU_AND_CPU) -> Impl:
-    module = {
+          dtypes=ALL_FLOATS, devices=GPU_AND_CPU, module=None, requires=(),
+          interpreted_on=()) -> Impl:
+    module = module or {
         "numpy": "xent_impls.backends.numpy_backend",
         "torch": "xent_impls.backends.torch_backend",
         "jax": "xent_impls.backends.jax_backend",
@@ -43,6 +44,8 @@ def _impl(framework, variant, form, entry, description, *, compiled=False, failu
         description=description,
         entry=f"{module}:{entry}",
         expected_failure=failure,
+        requires=requires,
+        interpreted_on=interpreted_on,
     )
 
 
@@ -93,4 +96,28 @@ IMPLS: tuple[Impl, ...] = tuple(
     + _both_forms("tensorflow", "keras-probs", "keras_probs",
                   "Keras (Sparse)CategoricalCrossentropy(from_logits=False) fed tf.nn.softmax(x)",
                   failure=KERAS_PROBS_FAILURE, dtypes=NO_FLOAT64)
+    # Fused and chunked (xent_impls/fused): logits read once, gradient written once, extra memory
+    # of one block. Kernels with an interpreter run on the CPU for agreement only.
+    + _both_forms("torch", "chunked", "chunked",
+                  "blocked plain PyTorch: per block of rows max, exp into the gradient, sum, "
+                  "scale in place; gradient computed with the loss (xent_impls.fused)",
+                  module="xent_impls.fused.torch_chunked")
+    + _both_forms("torch", "triton", "triton",
+                  "fused Triton kernel: online log-sum-exp, gradient written in the same pass, "
+                  "2-D blocks for small C; CPU through TRITON_INTERPRET=1 (agreement only)",
+                  module="xent_impls.fused.torch_triton", dtypes=NO_FLOAT64, devices=("cuda",),
+                  requires=("triton",), interpreted_on=("cpu",))
+    + _both_forms("jax", "chunked", "chunked",
+                  "pure JAX, online log-sum-exp over vocabulary chunks (lax.scan), custom VJP "
+                  "recomputing exp per chunk; under jax.jit",
+                  module="xent_impls.fused.jax_chunked", compiled=True, dtypes=NO_FLOAT64)
+    + _both_forms("jax", "pallas", "pallas",
+                  "Pallas kernels (forward statistics, backward recomputes exp), custom VJP; "
+                  "CPU through interpret=True (agreement only)",
+                  module="xent_impls.fused.jax_pallas", compiled=True, dtypes=NO_FLOAT64,
+                  devices=("cuda",), interpreted_on=("cpu",))
+    + _both_forms("tensorflow", "chunked-xla", "chunked",
+                  "online log-sum-exp over vocabulary chunks with tf.custom_gradient, under "
+                  "tf.function(jit_compile=True)",
+                  module="xent_impls.fused.tf_chunked", compiled=True, dtypes=NO_FLOAT64)
 )

@@ -31,6 +31,7 @@ INSTALL_HINT: dict[str, str] = {
     "jax": "pip install 'xent-bench[jax]'",
     "tensorflow": "pip install 'xent-bench[tensorflow-cpu]'",
     "numpy": "pip install numpy",
+    "triton": "pip install 'xent-bench[triton]' (Linux x86_64)",
 }
 
 BACKEND_MODULES: dict[str, str] = {
@@ -57,6 +58,10 @@ class Impl:
       expected_failure: why the variant is *meant* to disagree with the oracle in some cases
         (e.g. an unstable formula kept on purpose), or ``None``.
       entry: ``"module:function"`` of ``fn(logits, targets) -> per-example loss [N]``.
+      requires: Python modules it needs beyond its framework's (e.g. ``triton``).
+      interpreted_on: devices where it runs only through an interpreter (Triton's
+        ``TRITON_INTERPRET=1``, Pallas ``interpret=True``): checked for agreement and behaviour
+        there, never timed.
     """
 
     id: str
@@ -69,12 +74,27 @@ class Impl:
     description: str
     entry: str
     expected_failure: str | None = None
+    requires: tuple[str, ...] = ()
+    interpreted_on: tuple[str, ...] = ()
 
     @functools.cached_property
     def fn(self) -> Callable:
         """``fn(logits, targets) -> loss [N]`` on the framework's own arrays (imported lazily)."""
         module_name, _, attr = self.entry.partition(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    @property
+    def installed(self) -> bool:
+        """True when its framework and every module in ``requires`` can be found."""
+        return framework_installed(self.framework) and not self.missing_requirements()
+
+    def missing_requirements(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def runs_on(self, device: str, timed: bool) -> bool:
+        """Whether cells on ``device`` make sense: timed cells need the real device,
+        agreement and behaviour cells also accept an interpreter."""
+        return device in self.devices or (not timed and device in self.interpreted_on)
 
     @property
     def backend(self) -> ModuleType:
@@ -159,7 +179,7 @@ def available(frameworks: Iterable[str] | None = None) -> list[Impl]:
     return [
         impl
         for impl in _catalog()
-        if (wanted is None or impl.framework in wanted) and framework_installed(impl.framework)
+        if (wanted is None or impl.framework in wanted) and impl.installed
     ]
 
 
@@ -172,6 +192,14 @@ def skipped_notes() -> list[str]:
                 f"{fw}: skipped, not installed (missing {', '.join(missing_modules(fw))}; "
                 f"{INSTALL_HINT[fw]})"
             )
+    lacking: dict[str, list[str]] = {}
+    for impl in _catalog():
+        if framework_installed(impl.framework):
+            for module in impl.missing_requirements():
+                lacking.setdefault(module, []).append(impl.id)
+    for module, ids in lacking.items():
+        notes.append(f"{', '.join(ids)}: skipped, {module} is not installed "
+                     f"({INSTALL_HINT.get(module, f'pip install {module}')})")
     return notes
 
 
@@ -192,6 +220,11 @@ def get(impl_id: str) -> Impl:
         raise _unknown("implementation id", impl_id, list(by_id))
     impl = by_id[impl_id]
     require_framework(impl.framework)
+    missing = impl.missing_requirements()
+    if missing:
+        raise ValueError(f"{impl_id} needs {', '.join(missing)}, which is not installed; "
+                         f"install it with: "
+                         f"{INSTALL_HINT.get(missing[0], f'pip install {missing[0]}')}")
     return impl
 
 
@@ -230,5 +263,5 @@ def select(
         impls = [i for i in impls if any(fnmatch.fnmatchcase(i.id, p) for p in patterns)]
         for impl in impls:
             if any(impl.id == p for p in patterns):
-                require_framework(impl.framework)  # an id named exactly is an explicit request
-    return [i for i in impls if framework_installed(i.framework)]
+                get(impl.id)  # an id named exactly is an explicit request: must be installed
+    return [i for i in impls if i.installed]

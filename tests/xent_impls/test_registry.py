@@ -116,7 +116,9 @@ def test_record_fields_are_consistent(impl_id):
     assert impl.devices and set(impl.devices) <= {"cpu", "cuda"}, impl.devices
     module, sep, attr = impl.entry.partition(":")
     assert sep and attr, f"entry must be 'module:function', got {impl.entry!r}"
-    assert module == registry.BACKEND_MODULES[impl.framework], impl.entry
+    assert module in (registry.BACKEND_MODULES[impl.framework],
+                      f"xent_impls.fused.{module.rpartition('.')[2]}"), impl.entry
+    assert set(impl.interpreted_on) <= {"cpu", "cuda"} - set(impl.devices), impl.interpreted_on
     assert impl.description.strip(), "every record needs a description for reports"
     assert dataclasses.replace(impl) == impl
     assert registry.Impl(**impl.as_dict()) == impl
@@ -136,6 +138,8 @@ def test_expected_failures_are_the_documented_ones():
 def test_entry_resolves_to_a_callable(impl_id):
     impl = next(i for i in xent_impls.all_impls() if i.id == impl_id)
     _installed_or_skip(impl.framework)
+    for module in impl.requires:
+        pytest.importorskip(module)
     module_name, _, attr = impl.entry.partition(":")
     fn = impl.fn
     assert callable(fn)
@@ -290,6 +294,35 @@ def test_select_unknown_pattern_is_an_error():
 def test_select_unknown_form_is_an_error():
     with pytest.raises(ValueError, match="unknown form 'dense'"):
         xent_impls.select(forms=["dense"])
+
+
+# --- extra requirements and interpreted devices ----------------------------------------------
+
+
+def test_missing_extra_requirement_is_skipped_with_a_note(uninstall):
+    _installed_or_skip("torch")
+    uninstall("triton")
+    assert "torch/triton/sparse" not in [i.id for i in xent_impls.available()]
+    assert "torch/triton/sparse" not in [i.id for i in xent_impls.select(["torch/*"])]
+    assert any("torch/triton/sparse" in n and "triton is not installed" in n
+               for n in xent_impls.skipped_notes())
+    with pytest.raises(ValueError, match="torch/triton/sparse needs triton"):
+        xent_impls.get("torch/triton/sparse")
+    with pytest.raises(ValueError, match="needs triton"):
+        xent_impls.select(["torch/triton/sparse"])
+
+
+def test_interpreted_devices_take_agreement_cells_but_never_timing_cells():
+    from benchmarks.presets import build_cells, get_preset
+
+    impl = next(i for i in xent_impls.all_impls() if i.id == "jax/pallas/sparse")
+    assert impl.runs_on("cuda", timed=True) and impl.runs_on("cpu", timed=False)
+    assert not impl.runs_on("cpu", timed=True)
+    _installed_or_skip("jax")
+    timing = build_cells(get_preset("smoke"), impl_patterns=["jax/*"], device="cpu")
+    agreement = build_cells(get_preset("agreement-smoke"), impl_patterns=["jax/*"], device="cpu")
+    assert "jax/pallas/sparse" not in {c["impl"] for c in timing}
+    assert "jax/pallas/sparse" in {c["impl"] for c in agreement}
 
 
 # --- plugins (XENT_IMPLS_PLUGINS) ------------------------------------------------------------
