@@ -1,12 +1,12 @@
 """The autograd wrapper shared by the fused PyTorch kernels.
 
 A fused kernel computes the per-example loss and, in the same pass over the logits, the gradient
-of the *mean* loss, ``(sum(t) * softmax(x) - t) / N`` (``sum(t) = 1`` for a label or a
-one-hot row; the oracle's formula for any target matrix): when training calls ``loss.mean().backward()``
-(the common case) the upstream gradient of every row is exactly ``1 / N`` and the saved buffer
-is returned as it is, with no second pass over ``[N, C]``. Any other upstream gradient (a sum,
-weights per row, a scaled loss) is still exact: the buffer is rescaled row by row, at the cost
-of one more read and write of the gradient.
+of the *mean* loss, ``(sum(t) * softmax(x) - t) / N`` (``sum(t) = 1`` for a label or a one-hot
+row; the oracle's formula for any target matrix). When training calls
+``loss.mean().backward()`` (the common case) the upstream gradient of every row is exactly
+``1 / N`` and the saved buffer is returned as it is, with no second pass over ``[N, C]``. Any
+other upstream gradient (a sum, weights per row, a scaled loss) is still exact: the buffer is
+rescaled row by row, at the cost of one more read and write of the gradient.
 
 A kernel is ``kernel(logits, targets, grad_scale) -> (loss [N] float32, grad | None)``: it
 returns ``grad = (sum(t) * softmax(logits) - t) * grad_scale`` in the logits' dtype when
