@@ -53,10 +53,14 @@ class FusedCrossEntropy(torch.autograd.Function):
             return grad, None, None
         if uniform:
             return grad.mul_(g0 / ctx.assumed), None, None
-        return grad.mul_((grad_loss / ctx.assumed).to(grad.dtype)[:, None]), None, None
+        # In-place on a 16-bit gradient the product is formed in float32 and rounded once.
+        return grad.mul_((grad_loss / ctx.assumed)[:, None]), None, None
 
 
 def fused(kernel: Callable, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-example loss ``[N]`` (float32) of ``kernel``, differentiable with respect to the
-    logits."""
+    logits. Without a gradient to compute (``torch.no_grad()``, or logits that do not require
+    one) the kernel runs forward only: one read of the logits, no gradient buffer."""
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return kernel(logits, targets, None)[0]
     return FusedCrossEntropy.apply(logits, targets, kernel)

@@ -93,11 +93,23 @@ def test_ignored_labels_have_zero_loss_and_gradient():
     assert x.grad[1].abs().sum() > 0
 
 
-def test_forward_only_computes_no_gradient():
-    x = torch.randn(8, 100)
+def test_forward_only_computes_no_gradient(monkeypatch):
+    scales = []
+    real = torch_chunked._kernel
+
+    def spy(logits, targets, grad_scale, **kw):
+        scales.append(grad_scale)
+        return real(logits, targets, grad_scale, **kw)
+
+    monkeypatch.setattr(torch_chunked, "_kernel", spy)
+    x = torch.randn(8, 100, requires_grad=True)
+    y = torch.zeros(8, dtype=torch.long)
     with torch.no_grad():
-        loss = torch_chunked.chunked_sparse(x, torch.zeros(8, dtype=torch.long))
+        loss = torch_chunked.chunked_sparse(x, y)
     assert loss.shape == (8,) and loss.grad_fn is None
+    torch_chunked.chunked_sparse(x.detach(), y)
+    torch_chunked.chunked_sparse(x, y)
+    assert scales == [None, None, 1.0 / 8]
 
 
 def test_gradient_buffer_is_handed_out_once():
