@@ -10,9 +10,11 @@ from __future__ import annotations
 from xent_impls import Case, Impl
 
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
-             "pass", "device", "probe")
+             "pass", "device", "probe", "world")
 # behaviour: one edge-case probe (xent_impls.edge_cases) on one implementation; semantics: one
 # framework's options side by side (benchmarks/semantics.py). Both: see benchmarks/behaviour.py.
+# ``world`` (optional): ranks of a vocabulary-parallel cell (benchmarks/distributed.py); absent or
+# None for single-process cells.
 KINDS = ("agreement", "timing", "behaviour", "semantics")
 PASSES = ("forward", "forward_backward")
 
@@ -43,12 +45,15 @@ def cell_case(cell: dict) -> Case:
     return Case(cell["n"], cell["c"], cell["dtype"], cell["scale"], cell["seed"])
 
 
+# Keys that join ``cell_key`` only when set, so keys of cells without them (and of run folders
+# written before they existed) are unchanged.
+OPTIONAL_KEYS = ("probe", "world")
+
+
 def cell_key(cell: dict) -> str:
-    # ``probe`` joins the key only when set, so keys of timing and agreement cells (and of run
-    # folders written before it existed) are unchanged.
     return "|".join(str(cell[k]) for k in CELL_KEYS
-                    if k not in ("framework", "form", "variant", "probe") or
-                    (k == "probe" and cell.get("probe")))
+                    if k not in ("framework", "form", "variant", *OPTIONAL_KEYS) or
+                    (k in OPTIONAL_KEYS and cell.get(k)))
 
 
 def describe(cell: dict) -> str:
@@ -56,4 +61,5 @@ def describe(cell: dict) -> str:
     if cell.get("probe"):
         return f"{cell['impl']} {cell['kind']} {cell['probe']}"
     scale = f" s{cell['scale']:g}" if cell["kind"] == "agreement" else ""
-    return f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}"
+    world = f" world {cell['world']}" if cell.get("world") else ""
+    return f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}{world}"

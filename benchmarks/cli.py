@@ -9,6 +9,8 @@
     xent-bench compare BASE NEW [--threshold T]   speed/memory/accuracy verdicts; 1: regression
     xent-bench merge RUN RUN [...]                several runs (machines) side by side, % of limit
     xent-bench history RUN RUN [...] [--impl G]   trend of chosen cells across ordered runs
+    xent-bench gpu-check [--quick]                fused/chunked vs native: agreement + GPU timing
+    xent-bench distributed [--world 1,2,4]        vocabulary-parallel CE over 1, 2, 4 ranks
 
 Bad input (unknown names, malformed sizes, a missing device) prints one line and exits with 2.
 """
@@ -103,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks.compare_cli import add_parsers as add_compare_parsers
 
     add_compare_parsers(sub)
+    from benchmarks.gpu_check import add_parser as add_gpu_check_parser
+
+    add_gpu_check_parser(sub)
+    # --- distributed (vocabulary-parallel) subcommand: benchmarks/distributed.py ---
+    from benchmarks.distributed import add_parser as add_distributed_parser
+
+    add_distributed_parser(sub)
+    # --- end distributed ---
     return parser
 
 
@@ -130,9 +140,9 @@ def cmd_list() -> int:
     import xent_impls
     from benchmarks.presets import PRESETS
 
-    print("Implementations (framework installed: yes/no)")
+    print("Implementations (installed: yes/no)")
     for impl in xent_impls.all_impls():
-        mark = "yes" if xent_impls.framework_installed(impl.framework) else "no "
+        mark = "yes" if impl.installed else "no "
         fail = "  [meant to fail in some cases]" if impl.expected_failure else ""
         print(f"  {mark}  {impl.id:34s} {impl.description}{fail}")
     print("\nPresets")
@@ -176,19 +186,12 @@ def cmd_measure(args, kind: str) -> int:
             raise UsageError("the selection matches no cell (check --impl, --dtype, --device)")
         if device == "cuda":
             _require_device(device, sorted({c["framework"] for c in cells}))
-        meta = runner.new_meta(
-            kind, device=device, threads=threads, allocator=args.allocator,
+        run_dir = runner.start_run(
+            kind, cells, results=args.results, device=device, threads=threads,
+            allocator=args.allocator,
             budget_s=args.budget if args.budget is not None else preset.budget_s,
             min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
-            cells=cells, notes=xent_impls.skipped_notes(),
-        )
-        run_dir = args.results / meta["run_id"]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runner.write_meta(run_dir, meta)
-        print(f"run folder: {run_dir} ({len(cells)} cells)", file=sys.stderr)
-        for note in meta["notes"]:
-            print(f"note: {note}", file=sys.stderr)
-        run_dir = runner.run_cells(cells, run_dir, meta, progress=not args.no_progress)
+            notes=xent_impls.skipped_notes(), progress=not args.no_progress)
     if not args.no_report:
         from benchmarks.report import write_reports
 
@@ -233,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.behaviour import command as behaviour_command
 
             return behaviour_command(args)
+        if args.command == "gpu-check":
+            from benchmarks.gpu_check import command as gpu_check_command
+
+            return gpu_check_command(args)
+        if args.command == "distributed":  # --- distributed subcommand ---
+            from benchmarks.distributed import command as distributed_command
+
+            return distributed_command(args)
         if args.command in ("compare", "merge", "history"):
             from benchmarks.compare_cli import command as compare_command
 
