@@ -102,6 +102,10 @@ IMPLS: tuple[Impl, ...] = tuple(
                   "blocked plain PyTorch: per block of rows max, exp into the gradient, sum, "
                   "scale in place; gradient computed with the loss (xent_impls.fused)",
                   module="xent_impls.fused.torch_chunked")
+    + _both_forms("torch", "fused-compiled", "compiled",
+                  "the fused loss-and-gradient formula compiled by torch.compile (Inductor): "
+                  "per-row loops, gradient computed with the loss (xent_impls.fused)",
+                  module="xent_impls.fused.torch_compiled", dtypes=NO_FLOAT64)
     + _both_forms("torch", "triton", "triton",
                   "fused Triton kernel: online log-sum-exp, gradient written in the same pass, "
                   "2-D blocks for small C; CPU through TRITON_INTERPRET=1 (agreement only)",

@@ -14,7 +14,7 @@ from benchmarks.cells import cell_case, make_cell
 from benchmarks.presets import build_cells, get_preset
 from benchmarks.worker import measure_agreement
 
-FUSED_VARIANTS = ("chunked", "triton", "pallas", "chunked-xla")
+FUSED_VARIANTS = ("chunked", "fused-compiled", "triton", "pallas", "chunked-xla")
 FUSED_IDS = [i.id for i in xent_impls.all_impls() if i.variant in FUSED_VARIANTS]
 
 
