@@ -301,8 +301,7 @@ class TfDevices:
     rank = 0
 
     def __init__(self, task: dict):
-        import tensorflow as tf
-
+        from xent_impls.backends.tf_loader import tf
         from xent_impls.distributed import tf_vocab_parallel as tv
 
         self.tf, self.tv = tf, tv

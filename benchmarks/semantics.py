@@ -268,8 +268,7 @@ def _jax() -> list[dict]:
 
 
 def _tensorflow() -> list[dict]:
-    import keras
-    import tensorflow as tf
+    from xent_impls.backends.tf_loader import keras, tf
 
     x, y, t = tf.constant(logits()), tf.constant(LABELS), tf.constant(one_hot())
     yi, yall = tf.constant(ignored_labels()), tf.constant(ignored_labels(True))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-import keras
 import numpy as np
-import tensorflow as tf
+
+from xent_impls.backends.tf_loader import keras, tf
 
 FRAMEWORK = "tensorflow"
 SYNC_METHOD = (

@@ -26,10 +26,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-from tensorflow.experimental import dtensor
 
+from xent_impls.backends.tf_loader import tf
 from xent_impls.distributed import FORMS, vocab_split
+
+dtensor = tf.experimental.dtensor
 
 AXIS = "vocab"
 SYNC_METHOD = "reading the loss back to host memory (.numpy()); CPU eager calls are synchronous"

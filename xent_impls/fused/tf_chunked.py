@@ -66,7 +66,7 @@ gives); their gradient row is the softmax. The targets of the one-hot form get n
 
 from __future__ import annotations
 
-import tensorflow as tf
+from xent_impls.backends.tf_loader import tf
 
 # Target size of one float32 block ([N, V] forward, [B, C] backward), and the smallest chunk
 # width V (the same rule as xent_impls.fused.jax_chunked).
