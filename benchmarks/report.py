@@ -1105,6 +1105,10 @@ def write_reports(run_dir) -> dict:
     title = f"xent-bench {run.kind} report: {run.meta.get('run_id')}"
     html_path.write_text(render_html(blocks, title), encoding="utf-8")
     extra = {}
+    if run.kind == "distributed":  # the per-world table with memory per rank and communication
+        from benchmarks.distributed_report import write_report as write_distributed
+
+        extra["distributed"] = write_distributed(run.run_dir)
     if run.kind == "behaviour":  # the full matrices, linked from report.md
         from benchmarks.behaviour_report import full_blocks
 
