@@ -149,14 +149,7 @@ def _reader(rank: int, stream, sink: queue.Queue) -> None:
 
 
 def _fate(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
+    return "still running" if returncode is None else runner.describe_exit(returncode)
 
 
 def _tail(path: Path, lines: int = 2) -> str:

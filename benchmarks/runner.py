@@ -110,7 +110,8 @@ class Progress:
             self.bar.close()
 
 
-def _signal_name(returncode: int) -> str:
+def describe_exit(returncode: int) -> str:
+    """How a child process ended, for error records."""
     if returncode < 0:
         try:
             return f"killed by signal {signal.Signals(-returncode).name}"
@@ -198,7 +199,7 @@ def _run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progr
     if proc.returncode == 0:
         return None, "", finished
     why = (f"timed out after {cell_timeout_s:g} s and was killed" if timed_out
-           else _signal_name(proc.returncode))
+           else describe_exit(proc.returncode))
     if proc.returncode == -signal.SIGKILL and not timed_out:
         why += " (out of memory, or killed from outside)"
     detail = _tail(run_dir / WORKER_LOG)
