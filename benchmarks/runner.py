@@ -50,10 +50,12 @@ def worker_env(threads: int, allocator: str) -> dict:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
     }
-    # XLA's CPU client can only be switched between one thread and all cores.
+    # XLA's CPU client can only be switched between one thread and all cores. (A bare
+    # "intra_op_parallelism_threads=1", often copied beside this flag, is no XLA flag: XLA stops
+    # reading XLA_FLAGS at it.)
     if threads == 1:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                            "intra_op_parallelism_threads=1").strip()
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                            + " --xla_cpu_multi_thread_eigen=false").strip()
     env |= ALLOCATORS[allocator]
     return env
 
