@@ -90,21 +90,24 @@ def naive_onehot(logits, targets):
 # --- steps -----------------------------------------------------------------------------------
 
 
+def loss_and_mean_grad(fn):
+    """``(logits, targets) -> (loss [N], d mean(loss) / d logits)`` of a per-example loss
+    ``fn`` (not jitted): the forward+backward step every JAX cell times."""
+
+    def step(logits, targets):
+        def mean_loss(x):
+            loss = fn(x, targets)
+            return jnp.mean(loss), loss
+
+        (_, loss), dlogits = jax.value_and_grad(mean_loss, has_aux=True)(logits)
+        return loss, dlogits
+
+    return step
+
+
 @functools.cache
 def make_step(impl, grad: bool, device: str):
-    fn = impl.fn
-    if grad:
-
-        def step(logits, targets):
-            def mean_loss(x):
-                loss = fn(x, targets)
-                return jnp.mean(loss), loss
-
-            (_, loss), dlogits = jax.value_and_grad(mean_loss, has_aux=True)(logits)
-            return loss, dlogits
-
-    else:
-        step = fn
+    step = loss_and_mean_grad(impl.fn) if grad else impl.fn
     return jax.jit(step) if impl.compiled else step
 
 

@@ -98,21 +98,23 @@ def keras_probs_onehot(logits, targets):
 # --- steps -----------------------------------------------------------------------------------
 
 
+def loss_and_mean_grad(fn):
+    """``(logits, targets) -> (loss [N], d mean(loss) / d logits)`` of a per-example loss
+    ``fn``, through a gradient tape: the forward+backward step every TensorFlow cell times."""
+
+    def step(logits, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = fn(logits, targets)
+            mean = tf.reduce_mean(loss)
+        return loss, tape.gradient(mean, logits)
+
+    return step
+
+
 @functools.cache
 def make_step(impl, grad: bool, device: str):
-    fn = impl.fn
-
-    if grad:
-
-        def step(logits, targets):
-            with tf.GradientTape() as tape:
-                tape.watch(logits)
-                loss = fn(logits, targets)
-                mean = tf.reduce_mean(loss)
-            return loss, tape.gradient(mean, logits)
-
-    else:
-        step = fn
+    step = loss_and_mean_grad(impl.fn) if grad else impl.fn
 
     if impl.compiled:
         step = tf.function(step, jit_compile=True, autograph=False)

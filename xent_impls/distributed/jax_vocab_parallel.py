@@ -31,6 +31,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from xent_impls.backends.jax_backend import loss_and_mean_grad
 from xent_impls.distributed import FORMS, vocab_split
 
 AXIS = "vocab"
@@ -128,18 +129,7 @@ def make_step(mesh: Mesh, c: int, form: str, grad: bool):
     ``-> (loss [N], grad of mean loss [N, world * C_max])`` in the logits dtype, the gradient
     sharded over the vocabulary like the logits."""
     loss_fn = sharded_loss(mesh, c, form)
-    if not grad:
-        return jax.jit(loss_fn)
-
-    def step(x, targets):
-        def mean_loss(x):
-            loss = loss_fn(x, targets)
-            return jnp.mean(loss), loss
-
-        (_, loss), dx = jax.value_and_grad(mean_loss, has_aux=True)(x)
-        return loss, dx
-
-    return jax.jit(step)
+    return jax.jit(loss_and_mean_grad(loss_fn) if grad else loss_fn)
 
 
 def shard_inputs(mesh: Mesh, logits: np.ndarray, targets: np.ndarray):

@@ -36,8 +36,8 @@ def _sparse_terms(x, labels):
     return picked, (~ignored).to(x.dtype)[:, None], safe
 
 
-def _loss_sparse(x, labels, m, lse):
-    picked, w, _ = _sparse_terms(x, labels)
+def _loss_sparse(picked, w, lse):
+    """``lse - picked`` per row, 0 for an ignored row."""
     return torch.where(w.squeeze(1) > 0, lse - picked, torch.zeros_like(lse))
 
 
@@ -51,7 +51,8 @@ def _forward_sparse(logits, labels):
     x = logits.float()
     m = _shift(x)
     lse = (m + torch.exp(x - m).sum(dim=1, keepdim=True).log()).squeeze(1)
-    return _loss_sparse(x, labels, m, lse)
+    picked, w, _ = _sparse_terms(x, labels)
+    return _loss_sparse(picked, w, lse)
 
 
 def _forward_onehot(logits, targets):
@@ -68,7 +69,7 @@ def _fused_sparse(logits, labels, scale: float):
     s = e.sum(dim=1, keepdim=True)
     lse = (m + s.log()).squeeze(1)
     picked, w, safe = _sparse_terms(x, labels)
-    loss = torch.where(w.squeeze(1) > 0, lse - picked, torch.zeros_like(lse))
+    loss = _loss_sparse(picked, w, lse)
     cols = torch.arange(x.shape[1], device=x.device)[None, :]
     hit = cols == safe[:, None]
     grad = e * (w * scale / s) - torch.where(hit, w * scale, torch.zeros_like(e))

@@ -21,6 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from benchmarks.agreement import agreement_metrics, verdict  # noqa: E402
 from xent_impls import Case, make_inputs, reference  # noqa: E402
+from xent_impls.backends.jax_backend import loss_and_mean_grad  # noqa: E402
 from xent_impls.fused import jax_chunked  # noqa: E402
 from xent_impls.reference import log_softmax  # noqa: E402
 
@@ -46,15 +47,7 @@ def _native(form: str):
 def _step(fn):
     """The harness's compiled step: ``(loss [N], grad of the mean loss [N, C])``."""
 
-    def step(logits, targets):
-        def mean_loss(x):
-            loss = fn(x, targets)
-            return jnp.mean(loss), loss
-
-        (_, loss), grad = jax.value_and_grad(mean_loss, has_aux=True)(logits)
-        return loss, grad
-
-    return jax.jit(step)
+    return jax.jit(loss_and_mean_grad(fn))
 
 
 def _inputs(n, c, dtype, scale, form, seed=0):

@@ -61,15 +61,7 @@ def _step(fn, **kw):
     """``(logits, targets) -> (loss [N], d mean(loss) / d logits)`` under ``jax.jit``, as the
     harness builds it (``jax_backend.make_step``)."""
 
-    def step(logits, targets):
-        def mean_loss(x):
-            loss = fn(x, targets, **kw)
-            return jnp.mean(loss), loss
-
-        (_, loss), grad = jax.value_and_grad(mean_loss, has_aux=True)(logits)
-        return loss, grad
-
-    return jax.jit(step)
+    return jax.jit(jax_backend.loss_and_mean_grad(functools.partial(fn, **kw)))
 
 
 def _metrics(fn, logits, targets, dtype, **kw):

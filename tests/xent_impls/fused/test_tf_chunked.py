@@ -20,6 +20,7 @@ tf = pytest.importorskip("xent_impls.backends.tf_loader").tf
 
 from benchmarks.agreement import agreement_metrics, verdict  # noqa: E402
 from xent_impls import Case, make_inputs, reference  # noqa: E402
+from xent_impls.backends.tensorflow_backend import loss_and_mean_grad  # noqa: E402
 from xent_impls.fused import tf_chunked  # noqa: E402
 
 N = 12
@@ -42,22 +43,11 @@ def _native(form: str):
     return lambda x, t: tf.nn.softmax_cross_entropy_with_logits(labels=t, logits=x)
 
 
-def _tape_step(fn):
-    def step(logits, targets):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            loss = fn(logits, targets)
-            mean = tf.reduce_mean(loss)
-        return loss, tape.gradient(mean, logits)
-
-    return step
-
-
 @functools.cache
 def _step(form: str, chunk: int | None, mode: str, backward: str = "loop"):
     """The harness's step ``(loss [N], grad of the mean loss [N, C])``, eager or under XLA (one
     ``tf.function`` per configuration, so the two logit scales share a compilation)."""
-    step = _tape_step(_fn(form, chunk, backward=backward))
+    step = loss_and_mean_grad(_fn(form, chunk, backward=backward))
     return tf.function(step, jit_compile=True, autograph=False) if mode == "xla" else step
 
 
@@ -96,7 +86,7 @@ def test_float32_within_tolerance(form, c, mode):
 @pytest.mark.parametrize("form", FORMS)
 def test_16bit_no_worse_than_native(form, dtype, mode):
     c = 1000
-    native_step = _tape_step(_native(form))
+    native_step = loss_and_mean_grad(_native(form))
     for scale in SCALES:
         logits, targets = _inputs(N, c, dtype, scale, form)
         metrics, (loss, grad) = _metrics(_step(form, CHUNKS[c], mode), logits, targets, dtype)
@@ -148,7 +138,7 @@ def test_weighted_upstream_gradient(form, mode):
 def test_int64_labels_and_default_sizes(mode):
     """int64 labels (TensorFlow's usual label type) with the default chunk and row block."""
     logits, labels = make_inputs(Case(N, 100, "float32", 10.0, 1), "sparse")
-    step = _tape_step(_fn("sparse", None, None))
+    step = loss_and_mean_grad(_fn("sparse", None, None))
     if mode == "xla":
         step = tf.function(step, jit_compile=True, autograph=False)
     assert labels.dtype == np.int64
@@ -233,7 +223,7 @@ def test_compiled_step_keeps_no_logits_sized_temporary(form):
     [N, C]-sized array, the gradient (a [N // B, B, C] row-block buffer filled in place by the
     while loop; its reshape to [N, C] is a bitcast). No copy or padding of the logits."""
     n, c = 256, 32000
-    step = tf.function(_tape_step(_fn(form, None, None)), jit_compile=True, autograph=False)
+    step = tf.function(loss_and_mean_grad(_fn(form, None, None)), jit_compile=True, autograph=False)
     x = tf.zeros((n, c), tf.float32)
     t = tf.zeros((n,), tf.int32) if form == "sparse" else tf.zeros((n, c), tf.float32)
     hlo = step.experimental_get_compiler_ir(x, t)(stage="optimized_hlo")
