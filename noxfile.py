@@ -69,4 +69,4 @@ def report(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "ruff")
-    session.run("ruff", "check", "xent_impls", "benchmarks", "tests", "noxfile.py")
+    session.run("ruff", "check", "xent_impls", "xent_bench", "benchmarks", "tests", "noxfile.py")

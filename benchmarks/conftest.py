@@ -20,9 +20,9 @@ import os
 
 import pytest
 
-from benchmarks import floor
-from benchmarks.presets import build_cells, get_preset
-from benchmarks.runner import worker_env
+from xent_bench.harness import floor
+from xent_bench.harness.presets import build_cells, get_preset
+from xent_bench.harness.runner import worker_env
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -135,7 +135,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Framework versions, devices, threads and the session's ceilings, for the JSON file and
     for ``xent-bench report FILE.json``."""
-    from benchmarks import provenance
+    from xent_bench.harness import provenance
 
     session = config.stash.get(XENT_SESSION, None)
     machine_info["xent"] = {

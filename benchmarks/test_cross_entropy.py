@@ -10,9 +10,9 @@ modelled bytes, the floor metrics and the agreement of the timed output with the
 from __future__ import annotations
 
 import xent_impls
-from benchmarks import cells as cells_mod
-from benchmarks.timing import perf_counter_rounds
-from benchmarks.worker import measure_timing
+from xent_bench.harness import cells as cells_mod
+from xent_bench.harness.timing import perf_counter_rounds
+from xent_bench.harness.worker import measure_timing
 
 EXTRA_KEYS = ("impl", "framework", "form", "variant", "n", "c", "dtype", "pass", "device",
               "scale", "seed")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.pytest_import import import_json
-from benchmarks.report import write_reports
+from xent_bench.harness.pytest_import import import_json
+from xent_bench.reports.run_report import write_reports
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def both_runs(tmp_path_factory):
     write_reports(from_pytest)
 
     runner_run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "run", "--preset", "smoke", "--size", SIZE,
+        [sys.executable, "-m", "xent_bench", "run", "--preset", "smoke", "--size", SIZE,
          "--budget", BUDGET,
          *[a for impl in IMPLS for a in ("--impl", impl)], "--results", str(tmp / "runner"),
          "--no-progress"],

@@ -273,8 +273,8 @@ def test_unchecked_evaluate_still_hands_bad_values_through():
 
 
 def test_agreement_cells_use_the_checked_mode(monkeypatch):
-    from benchmarks import worker
-    from benchmarks.cells import make_cell
+    from xent_bench.harness import worker
+    from xent_bench.harness.cells import make_cell
 
     impl = xent_impls.get("numpy/reference/sparse")
     case = xent_impls.Case(8, 5)

@@ -313,7 +313,7 @@ def test_missing_extra_requirement_is_skipped_with_a_note(uninstall):
 
 
 def test_interpreted_devices_take_agreement_cells_but_never_timing_cells():
-    from benchmarks.presets import build_cells, get_preset
+    from xent_bench.harness.presets import build_cells, get_preset
 
     impl = next(i for i in xent_impls.all_impls() if i.id == "jax/pallas/sparse")
     assert impl.runs_on("cuda", timed=True) and impl.runs_on("cpu", timed=False)

@@ -19,7 +19,7 @@ os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={WORLD} "
 import numpy as np  # noqa: E402
 
 import xent_impls  # noqa: E402
-from benchmarks.agreement import agreement_metrics  # noqa: E402
+from xent_bench.harness.agreement import agreement_metrics  # noqa: E402
 from xent_impls.distributed import jax_vocab_parallel as jv  # noqa: E402
 
 # 37 splits unevenly over 2 and 4 devices; 3 over 4 leaves one device an empty block.

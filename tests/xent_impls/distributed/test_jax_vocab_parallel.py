@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.agreement import TOLERANCE_EPS
+from xent_bench.harness.agreement import TOLERANCE_EPS
 
 pytest.importorskip("jax")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.agreement import TOLERANCE_EPS
+from xent_bench.harness.agreement import TOLERANCE_EPS
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import xent_impls
-from benchmarks.agreement import TOLERANCE_EPS, agreement_metrics
-from benchmarks.distributed import free_port
+from xent_bench.harness.agreement import TOLERANCE_EPS, agreement_metrics
+from xent_bench.harness.distributed import free_port
 
 torch = pytest.importorskip("torch")
 

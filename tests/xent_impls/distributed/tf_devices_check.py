@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import xent_impls  # noqa: E402
-from benchmarks.agreement import agreement_metrics  # noqa: E402
+from xent_bench.harness.agreement import agreement_metrics  # noqa: E402
 from xent_impls.distributed import tf_vocab_parallel as tv  # noqa: E402
 
 CASES = [(16, 37, "float32", 10.0, "sparse"), (16, 37, "float32", 10.0, "onehot"),

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 import xent_impls
-from benchmarks.agreement import agreement_metrics
+from xent_bench.harness.agreement import agreement_metrics
 from xent_impls.distributed import shard_bounds
 from xent_impls.distributed.torch_vocab_parallel import vocab_parallel_cross_entropy
 

@@ -19,7 +19,7 @@ optax = pytest.importorskip("optax")
 
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks.agreement import agreement_metrics, verdict  # noqa: E402
+from xent_bench.harness.agreement import agreement_metrics, verdict  # noqa: E402
 from xent_impls import Case, make_inputs, reference  # noqa: E402
 from xent_impls.backends.jax_backend import loss_and_mean_grad  # noqa: E402
 from xent_impls.fused import jax_chunked  # noqa: E402

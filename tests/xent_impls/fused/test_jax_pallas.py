@@ -21,7 +21,7 @@ pytest.importorskip("optax")
 import jax.numpy as jnp  # noqa: E402
 
 import xent_impls  # noqa: E402
-from benchmarks.agreement import agreement_metrics, verdict  # noqa: E402
+from xent_bench.harness.agreement import agreement_metrics, verdict  # noqa: E402
 from xent_impls.backends import jax_backend  # noqa: E402
 from xent_impls.fused import jax_pallas  # noqa: E402
 from xent_impls.fused.jax_pallas import pallas_onehot, pallas_sparse, plan  # noqa: E402

@@ -18,7 +18,7 @@ import pytest
 
 tf = pytest.importorskip("xent_impls.backends.tf_loader").tf
 
-from benchmarks.agreement import agreement_metrics, verdict  # noqa: E402
+from xent_bench.harness.agreement import agreement_metrics, verdict  # noqa: E402
 from xent_impls import Case, make_inputs, reference  # noqa: E402
 from xent_impls.backends.tensorflow_backend import loss_and_mean_grad  # noqa: E402
 from xent_impls.fused import tf_chunked  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import xent_impls  # noqa: E402
-from benchmarks.agreement import TOLERANCE_EPS, agreement_metrics  # noqa: E402
+from xent_bench.harness.agreement import TOLERANCE_EPS, agreement_metrics  # noqa: E402
 from xent_impls.backends.torch_backend import to_framework, to_numpy  # noqa: E402
 from xent_impls.fused import torch_compiled  # noqa: E402
 

@@ -1,0 +1,193 @@
+"""Safety claims of the runner, proved with real processes: kills, crashes, resume, truncation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xent_bench.harness.cells import cell_key
+from xent_bench.harness.records import TruncatedRecordWarning, load_records
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+PLUGINS = REPO / "tests" / "plugins"  # test-only implementations (XENT_IMPLS_PLUGINS)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), str(REPO), env.get("PYTHONPATH", "")])
+    env["XENT_IMPLS_PLUGINS"] = "fault_impls"
+    return env
+
+
+def _cli(*args: str, results: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xent_bench", *args, "--results", str(results), "--no-progress",
+         "--no-report"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600, **kw,
+    )
+
+
+def _run_folder(results: Path) -> Path:
+    (folder,) = [p for p in results.iterdir() if p.is_dir()]
+    return folder
+
+
+def _keys(records):
+    return [cell_key(r["cell"]) for r in records]
+
+
+SLOW_GRID = ("run", "--preset", "smoke", "--impl", "numpy/slow/sparse", "--dtype", "float32",
+             "--size", "8x10,16x10,32x10,64x10", "--budget", "0.01")
+
+
+def _wait_for_records(path: Path, count: int, proc: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early: {proc.communicate()}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} records in {path} after {timeout} s")
+
+
+def test_sigkill_mid_run_keeps_earlier_cells_and_resume_completes(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xent_bench", *SLOW_GRID, "--results", str(tmp_path),
+         "--no-progress", "--no-report"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        # Wait until the run folder and two finished cells exist, then kill runner and worker.
+        deadline = time.monotonic() + 120
+        while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        folder = _run_folder(tmp_path)
+        _wait_for_records(folder / "records.jsonl", 2, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        # The worker runs in its own session: kill it too, as a machine crash would.
+        for pid in _worker_pids(folder):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        proc.stderr.close()
+    before = (folder / "records.jsonl").read_text()
+    interrupted = load_records(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert 2 <= len(interrupted) < len(meta["cells"]), "the kill must land mid-run"
+
+    done = _cli("run", "--resume", str(folder), results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    after = load_records(folder)
+    assert (folder / "records.jsonl").read_text().startswith(before.rstrip("\n")), \
+        "earlier records must be kept byte for byte"
+    assert sorted(_keys(after)) == sorted(cell_key(c) for c in meta["cells"])
+    assert len(set(_keys(after))) == len(after), "resume must not duplicate finished cells"
+    assert all(r["status"] == "ok" for r in after)
+    assert _keys(after)[: len(interrupted)] == _keys(interrupted)
+
+
+def _worker_pids(folder: Path) -> list[int]:
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "xent_bench.harness.worker" in cmdline and str(folder) in cmdline:
+            pids.append(int(proc_dir.name))
+    return pids
+
+
+def test_worker_killed_mid_cell_becomes_error_record_and_run_goes_on(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xent_bench", *SLOW_GRID, "--results", str(tmp_path),
+         "--no-progress", "--no-report"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    folder = _run_folder(tmp_path)
+    _wait_for_records(folder / "records.jsonl", 1, proc)
+    pids = _worker_pids(folder)
+    assert pids, "a worker must be running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    records = load_records(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert sorted(_keys(records)) == sorted(cell_key(c) for c in meta["cells"])
+    errors = [r for r in records if r["status"] == "error"]
+    assert len(errors) == 1, [r["error"] for r in errors]
+    assert "SIGKILL" in errors[0]["error"]
+    assert sum(r["status"] == "ok" for r in records) == len(meta["cells"]) - 1
+
+
+def test_crashing_worker_is_an_error_record_and_other_frameworks_complete(tmp_path):
+    done = _cli("agreement", "--preset", "agreement-smoke", "--impl", "numpy/abort/sparse",
+                "--impl", "numpy/fail/sparse", "--impl", "torch/native/sparse", "--dtype",
+                "float32", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = load_records(_run_folder(tmp_path))
+    by_impl: dict[str, list[dict]] = {}
+    for r in records:
+        by_impl.setdefault(r["cell"]["impl"], []).append(r)
+    assert set(by_impl) == {"numpy/abort/sparse", "numpy/fail/sparse", "torch/native/sparse"}
+    assert all(r["status"] == "error" and "SIGABRT" in r["error"]
+               for r in by_impl["numpy/abort/sparse"])
+    assert all(r["status"] == "error" and "deliberate failure" in r["error"]
+               for r in by_impl["numpy/fail/sparse"])
+    torch_cells = by_impl["torch/native/sparse"]
+    assert len(torch_cells) == 2 and all(r["status"] == "ok" for r in torch_cells)
+    assert all(r["metrics"]["loss_err_eps"] < 16 for r in torch_cells)
+
+
+def test_truncated_last_line_is_reported_and_skipped(tmp_path):
+    done = _cli("agreement", "--preset", "agreement-smoke", "--framework", "numpy",
+                "--impl", "numpy/reference/*", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = _run_folder(tmp_path)
+    path = folder / "records.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # cut the last write
+
+    with pytest.warns(TruncatedRecordWarning, match="truncated"):
+        records = load_records(folder)
+    assert len(records) == len(lines) - 1
+
+    # Resume re-measures the lost cell after the cut-off line, and the file loads again.
+    resumed = _cli("agreement", "--resume", str(folder), results=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "cut-off line" in resumed.stderr
+    with pytest.warns(TruncatedRecordWarning):
+        records = load_records(folder)
+    assert len(records) == len(lines)
+    assert len(set(_keys(records))) == len(records)
+
+
+def test_out_of_memory_is_a_result_with_its_size(tmp_path):
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/oom/sparse", "--impl",
+                "numpy/reference/sparse", "--size", "64x1000", "--dtype", "float32",
+                "--pass", "forward", "--budget", "0.01", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = {r["cell"]["impl"]: r for r in load_records(_run_folder(tmp_path))}
+    oom = records["numpy/oom/sparse"]
+    assert oom["status"] == "oom"
+    assert "MemoryError" in oom["error"]
+    assert oom["metrics"]["logits_bytes"] == 64 * 1000 * 4
+    assert records["numpy/reference/sparse"]["status"] == "ok", "the run goes on after an OOM"

@@ -1,0 +1,266 @@
+"""Comparing runs: noise-aware verdicts on speed, memory and accuracy.
+
+Pure functions on NumPy arrays and pandas tables (no framework is imported): the rules and
+verdicts are in ``xent_bench.analysis.compare_stats``, the rendering in
+``xent_bench.reports.compare_report``. Cells are matched by ``cells.cell_key`` (implementation,
+case,
+pass, device, kind), so two runs of the same grid on different commits or machines line up; a
+cell present in only one run is listed, never dropped.
+
+Speed (timing cells). ``ratio`` = median(new rounds) / median(base rounds), from the raw round
+times of each record (``raw["times_s"]``). Its interval ``[lo, hi]`` is a percentile bootstrap
+(``RESAMPLES`` resamples of each run's rounds with replacement, seeded, ``CONFIDENCE`` level):
+it covers the round-to-round noise *inside* each run. On a shared machine the machine itself
+changes between runs (neighbours, cache and frequency state), which the rounds of one run cannot
+show: reruns of unchanged code on this project's 2-core VM moved a cell's median by up to 2.7x
+(640 cell pairs of 17 reruns; 95% of them within 2.1x) while each cell's own interval was
+typically 8% wide. So a claim of change must also clear a run-to-run *drift allowance* ``D``.
+With the threshold ``t``:
+
+- ``slower``    lo > (1 + t) * (1 + D)
+- ``faster``    hi < (1 - t) / (1 + D)
+- ``same``      1 - t <= lo and hi <= 1 + t (no change beyond the threshold in these two runs)
+- ``too noisy`` anything else: the runs cannot tell.
+
+``D = 0`` gives the plain rule (slower when the interval lies above 1 + t). The default
+``DEFAULT_DRIFT = 2.0`` (a change must exceed 3.3x at t = 0.10) covers the largest rerun drift
+measured here with a margin; calibrate it on a quieter machine (a GPU, a dedicated host) by
+comparing two runs of unchanged code with ``drift=0``: set it a little above the largest ratio
+(or inverse ratio) minus 1.
+
+Memory (``peak_extra_bytes``, one number per cell): ``more`` when the new peak exceeds the old
+by more than both ``memory_threshold`` (relative to the smaller peak) and ``memory_floor_bytes``;
+``less`` symmetrically; otherwise ``same`` (``n/a`` when a run has no peak). The floor (default
+8 MiB) is there because the CPU probe reads the process's peak resident size, which moved by up
+to 5.8 MiB between reruns of unchanged code at 256 x 1000 here (allocator arenas, pages).
+
+Accuracy (every cell with agreement metrics, timing cells included, which check their own
+output): ``worse`` when the cell's state got more severe (pass -> fail, pass -> nonfinite,
+ok -> error, ...: ``report.SEVERITY``) or, in the same failing state, an error grew by more than
+the dtype's tolerance (``agreement.TOLERANCE_EPS``); ``better`` the other way round; ``same``
+otherwise; ``n/a`` when a run did not check the cell.
+
+A *regression* is ``slower``, ``more`` memory or ``worse`` accuracy, in the categories chosen
+with ``fail_on``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xent_bench.analysis.compare_stats import (
+    REGRESSION,
+    Options,
+    accuracy_verdict,
+    is_missing,
+    memory_verdict,
+    ratio_interval,
+    speed_verdict,
+)
+from xent_bench.analysis.run import Run, load_run
+from xent_bench.harness.cells import CELL_KEYS, cell_key
+
+# The default thresholds (``compare_stats``), for calls that give none.
+DEFAULT_OPTIONS = Options()
+
+# --------------------------------------------------------------------------------------------
+# Cells of a run
+
+
+def row_key(row: dict) -> str:
+    """``cells.cell_key`` of a row of a cell table (missing keys, e.g. a column added after the
+    run was recorded, count as unset)."""
+    return cell_key({k: (None if is_missing(row.get(k)) else row.get(k)) for k in CELL_KEYS})
+
+
+def keyed_cells(run: Run) -> pd.DataFrame:
+    """The run's cell table (``report.prepare_cells``) indexed by cell key, with the raw round
+    times of each cell in a ``times`` column (the last record of a key wins)."""
+    times = {cell_key(rec["cell"]): list((rec.get("raw") or {}).get("times_s") or [])
+             for rec in run.records}
+    cells = run.cells.copy()
+    cells["key"] = [row_key(r) for r in cells.to_dict("records")]
+    cells = cells.drop_duplicates("key", keep="last").set_index("key", drop=False)
+    cells["times"] = [times.get(k, []) for k in cells.index]
+    return cells
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing two runs
+
+SIDE_COLUMNS = ("status", "state", "median_s", "iqr_rel", "rounds", "pct_of_limit",
+                "peak_extra_bytes", "loss_err_eps", "grad_err_eps")
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Two runs side by side: ``table`` has one row per cell present in both (the cell keys,
+    ``base_*`` / ``new_*`` columns, ``ratio``, ``lo``, ``hi`` and the three verdicts);
+    ``only_base`` / ``only_new`` list the cells present in one run only."""
+
+    base: Run
+    new: Run
+    options: Options
+    table: pd.DataFrame
+    only_base: pd.DataFrame
+    only_new: pd.DataFrame
+
+    def regressions(self, fail_on=tuple(REGRESSION)) -> pd.DataFrame:
+        """Rows of ``table`` that regressed in any of the ``fail_on`` categories."""
+        return regressions(self.table, fail_on)
+
+    def counts(self, column: str) -> dict[str, int]:
+        """How many cells got each verdict in ``column`` (speed, memory or accuracy)."""
+        if self.table.empty:
+            return {}
+        return {k: int(v) for k, v in self.table[column].value_counts().items()}
+
+
+def compare_cells(base: pd.DataFrame, new: pd.DataFrame, options: Options = DEFAULT_OPTIONS
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``(table, only_base, only_new)`` from two keyed cell tables (:func:`keyed_cells`)."""
+    common = [k for k in new.index if k in base.index]
+    rows = [compare_cell(base.loc[k].to_dict(), new.loc[k].to_dict(), options) for k in common]
+    key_columns = [c for c in CELL_KEYS if c in new.columns]
+    table = pd.DataFrame(rows, columns=[*key_columns, *_compared_columns()])
+    only_base = base.loc[[k for k in base.index if k not in new.index], [*key_columns, "status"]]
+    only_new = new.loc[[k for k in new.index if k not in base.index], [*key_columns, "status"]]
+    return table, only_base.reset_index(drop=True), only_new.reset_index(drop=True)
+
+
+def _compared_columns() -> list[str]:
+    sides = [f"{side}_{c}" for c in SIDE_COLUMNS for side in ("base", "new")]
+    return [*sides, "ratio", "lo", "hi", "speed", "memory_ratio", "memory", "accuracy",
+            "accuracy_note"]
+
+
+def compare_cell(base: dict, new: dict, options: Options = DEFAULT_OPTIONS) -> dict:
+    """One row of the comparison table from one cell's row in each run."""
+    row = {k: new.get(k) for k in CELL_KEYS if k in new}
+    for c in SIDE_COLUMNS:
+        row[f"base_{c}"], row[f"new_{c}"] = base.get(c), new.get(c)
+    ratio, lo, hi = ratio_interval(base.get("times") or [], new.get("times") or [],
+                                   confidence=options.confidence, resamples=options.resamples,
+                                   seed=options.seed)
+    row |= {"ratio": ratio, "lo": lo, "hi": hi,
+            "speed": "n/a" if math.isnan(ratio) else
+            speed_verdict(lo, hi, options.threshold, options.drift)}
+    b_peak, n_peak = base.get("peak_extra_bytes"), new.get("peak_extra_bytes")
+    row["memory_ratio"] = (n_peak / b_peak if not (is_missing(b_peak) or is_missing(n_peak))
+                           and b_peak > 0 else math.nan)
+    row["memory"] = memory_verdict(b_peak, n_peak, options.memory_threshold,
+                                   options.memory_floor_bytes)
+    row["accuracy"], row["accuracy_note"] = accuracy_verdict(base, new)
+    return row
+
+
+def check_comparable(base: Run, new: Run) -> None:
+    """Raise ``ValueError`` when the two runs measure different things (timing against
+    agreement)."""
+    if base.kind and new.kind and base.kind != new.kind:
+        raise ValueError(f"cannot compare a {base.kind} run ({base.meta.get('run_id')}) with a "
+                         f"{new.kind} run ({new.meta.get('run_id')})")
+
+
+def compare_runs(base_dir: Path, new_dir: Path, options: Options = DEFAULT_OPTIONS) -> Comparison:
+    """Load two run folders and compare every cell they share."""
+    base, new = load_run(Path(base_dir)), load_run(Path(new_dir))
+    check_comparable(base, new)
+    table, only_base, only_new = compare_cells(keyed_cells(base), keyed_cells(new), options)
+    return Comparison(base, new, options, table, only_base, only_new)
+
+
+def regressions(table: pd.DataFrame, fail_on=tuple(REGRESSION)) -> pd.DataFrame:
+    """Rows of a comparison table that regressed in any of the ``fail_on`` categories."""
+    if table.empty or not fail_on:
+        return table.iloc[0:0]
+    hit = np.zeros(len(table), dtype=bool)
+    for name in fail_on:
+        column, verdict = REGRESSION[name]
+        hit |= (table[column] == verdict).to_numpy()
+    return table[hit]
+
+
+# --------------------------------------------------------------------------------------------
+# Several runs: merge and history
+
+
+def run_labels(count: int) -> list[str]:
+    """Short column labels for ``count`` runs: A, B, ..., Z, AA, AB, ..."""
+    labels = []
+    for i in range(count):
+        label, j = "", i
+        while True:
+            label = chr(ord("A") + j % 26) + label
+            j = j // 26 - 1
+            if j < 0:
+                break
+        labels.append(label)
+    return labels
+
+
+def side_by_side(runs: list[Run], labels: list[str], metrics=("median_s", "pct_of_limit"),
+                 ) -> pd.DataFrame:
+    """One row per cell of any run (in first-seen order), the cell keys, then ``{metric}@{label}``
+    and ``state@{label}`` for every run (NaN / missing where the run lacks the cell)."""
+    frames = {label: keyed_cells(run) for run, label in zip(runs, labels)}
+    order = list(dict.fromkeys(k for f in frames.values() for k in f.index))
+    first = {}
+    for f in frames.values():
+        for k in f.index:
+            first.setdefault(k, f.loc[k])
+    key_columns = [c for c in CELL_KEYS if any(c in f.columns for f in frames.values())]
+    rows = []
+    for k in order:
+        row = {c: first[k].get(c) for c in key_columns}
+        for label, f in frames.items():
+            present = k in f.index
+            for m in metrics:
+                row[f"{m}@{label}"] = f.at[k, m] if present and m in f.columns else math.nan
+            row[f"state@{label}"] = f.at[k, "state"] if present else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def select_cells(table: pd.DataFrame, impls=None, sizes=None, dtypes=None, passes=None
+                 ) -> pd.DataFrame:
+    """Rows whose implementation matches any glob in ``impls``, whose (n, c) is in ``sizes``,
+    dtype in ``dtypes`` and pass in ``passes`` (each None: no filter)."""
+    keep = np.ones(len(table), dtype=bool)
+    if impls:
+        keep &= np.array([any(fnmatch.fnmatchcase(i, p) for p in impls) for i in table["impl"]],
+                         dtype=bool)
+    if sizes:
+        wanted = {(int(n), int(c)) for n, c in sizes}
+        keep &= np.array([(int(n), int(c)) in wanted for n, c in zip(table["n"], table["c"])],
+                         dtype=bool)
+    if dtypes:
+        keep &= table["dtype"].isin(dtypes).to_numpy()
+    if passes:
+        keep &= table["pass"].isin(passes).to_numpy()
+    return table[keep].reset_index(drop=True)
+
+
+def load_runs(folders) -> list[Run]:
+    """Load run folders (``ValueError`` for a folder that is not a run folder)."""
+    return [load_run(Path(f)) for f in folders]
+
+
+def history_table(runs: list[Run], impls=None, sizes=None, dtypes=None, passes=None
+                  ) -> pd.DataFrame:
+    """The chosen cells of ``runs`` side by side (median, quartiles, % of limit per run);
+    ``ValueError`` when no cell matches the selection."""
+    table = side_by_side(runs, run_labels(len(runs)),
+                         metrics=("median_s", "q1_s", "q3_s", "pct_of_limit"))
+    if not table.empty:
+        table = select_cells(table, impls, sizes, dtypes, passes)
+    if table.empty:
+        raise ValueError("no cell of these runs matches the selection (--impl, --size, --dtype, "
+                         "--pass)")
+    return table

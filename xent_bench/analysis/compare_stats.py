@@ -1,0 +1,221 @@
+"""Comparing runs: noise-aware verdicts on speed, memory and accuracy.
+
+This module holds the rules: thresholds, the bootstrap interval and the verdicts, on NumPy
+arrays and plain dicts (no pandas, so the command line can show the defaults on the base
+install). The tables of two runs are matched in ``xent_bench.analysis.compare``; the rendering
+lives in ``xent_bench.reports.compare_report``. Cells are matched by ``cells.cell_key``
+(implementation, case,
+pass, device, kind), so two runs of the same grid on different commits or machines line up; a
+cell present in only one run is listed, never dropped.
+
+Speed (timing cells). ``ratio`` = median(new rounds) / median(base rounds), from the raw round
+times of each record (``raw["times_s"]``). Its interval ``[lo, hi]`` is a percentile bootstrap
+(``RESAMPLES`` resamples of each run's rounds with replacement, seeded, ``CONFIDENCE`` level):
+it covers the round-to-round noise *inside* each run. On a shared machine the machine itself
+changes between runs (neighbours, cache and frequency state), which the rounds of one run cannot
+show: reruns of unchanged code on this project's 2-core VM moved a cell's median by up to 2.7x
+(640 cell pairs of 17 reruns; 95% of them within 2.1x) while each cell's own interval was
+typically 8% wide. So a claim of change must also clear a run-to-run *drift allowance* ``D``.
+With the threshold ``t``:
+
+- ``slower``    lo > (1 + t) * (1 + D)
+- ``faster``    hi < (1 - t) / (1 + D)
+- ``same``      1 - t <= lo and hi <= 1 + t (no change beyond the threshold in these two runs)
+- ``too noisy`` anything else: the runs cannot tell.
+
+``D = 0`` gives the plain rule (slower when the interval lies above 1 + t). The default
+``DEFAULT_DRIFT = 2.0`` (a change must exceed 3.3x at t = 0.10) covers the largest rerun drift
+measured here with a margin; calibrate it on a quieter machine (a GPU, a dedicated host) by
+comparing two runs of unchanged code with ``drift=0``: set it a little above the largest ratio
+(or inverse ratio) minus 1.
+
+Memory (``peak_extra_bytes``, one number per cell): ``more`` when the new peak exceeds the old
+by more than both ``memory_threshold`` (relative to the smaller peak) and ``memory_floor_bytes``;
+``less`` symmetrically; otherwise ``same`` (``n/a`` when a run has no peak). The floor (default
+8 MiB) is there because the CPU probe reads the process's peak resident size, which moved by up
+to 5.8 MiB between reruns of unchanged code at 256 x 1000 here (allocator arenas, pages).
+
+Accuracy (every cell with agreement metrics, timing cells included, which check their own
+output): ``worse`` when the cell's state got more severe (pass -> fail, pass -> nonfinite,
+ok -> error, ...: ``report.SEVERITY``) or, in the same failing state, an error grew by more than
+the dtype's tolerance (``TOLERANCE_EPS``); ``better`` the other way round; ``same``
+otherwise; ``n/a`` when a run did not check the cell.
+
+A *regression* is ``slower``, ``more`` memory or ``worse`` accuracy, in the categories chosen
+with ``fail_on``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from xent_bench.harness.agreement import SEVERITY, TOLERANCE_EPS
+
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_DRIFT = 2.0
+DEFAULT_MEMORY_THRESHOLD = 0.25
+DEFAULT_MEMORY_FLOOR_BYTES = 8 * 2.0**20
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+# Resampled values held in memory at once (bootstrap in chunks for cells with many rounds).
+CHUNK_VALUES = 2_000_000
+
+SPEED_VERDICTS = ("slower", "too noisy", "faster", "same", "n/a")
+MEMORY_VERDICTS = ("more", "less", "same", "n/a")
+ACCURACY_VERDICTS = ("worse", "better", "same", "n/a")
+# --fail-on categories and the verdict of each that counts as a regression.
+REGRESSION = {"slower": ("speed", "slower"), "memory": ("memory", "more"),
+              "accuracy": ("accuracy", "worse")}
+DID_NOT_RUN = ("error", "oom")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Thresholds and bootstrap settings of a comparison (see the module docstring)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    drift: float = DEFAULT_DRIFT
+    memory_threshold: float = DEFAULT_MEMORY_THRESHOLD
+    memory_floor_bytes: float = DEFAULT_MEMORY_FLOOR_BYTES
+    confidence: float = CONFIDENCE
+    resamples: int = RESAMPLES
+    seed: int = SEED
+
+    def __post_init__(self):
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1 (a fraction such as 0.10), "
+                             f"got {self.threshold:g}")
+        if self.drift < 0 or self.memory_threshold < 0 or self.memory_floor_bytes < 0:
+            raise ValueError("drift, memory threshold and memory floor must not be negative")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence:g}")
+
+    @property
+    def slower_above(self) -> float:
+        """The interval's lower bound must exceed this for ``slower``."""
+        return (1 + self.threshold) * (1 + self.drift)
+
+    @property
+    def faster_below(self) -> float:
+        """The interval's upper bound must stay under this for ``faster``."""
+        return (1 - self.threshold) / (1 + self.drift)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def bootstrap_medians(times, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``resamples`` resamples (with replacement, same size) of ``times``."""
+    t = np.asarray(times, dtype=float)
+    out = np.empty(resamples)
+    chunk = max(1, CHUNK_VALUES // max(t.size, 1))
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        out[start:stop] = np.median(t[rng.integers(0, t.size, size=(stop - start, t.size))],
+                                    axis=1)
+    return out
+
+
+def ratio_interval(base_times, new_times, *, confidence: float = CONFIDENCE,
+                   resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
+    """``(ratio, lo, hi)``: median(new) / median(base) and its percentile-bootstrap interval.
+
+    Each run's rounds are resampled independently; ``lo``/``hi`` are NaN when either run has
+    fewer than two rounds (no spread to resample), ``ratio`` too when either has none.
+    """
+    base = np.asarray(base_times, dtype=float)
+    new = np.asarray(new_times, dtype=float)
+    if base.size == 0 or new.size == 0 or np.median(base) <= 0:
+        return math.nan, math.nan, math.nan
+    ratio = float(np.median(new) / np.median(base))
+    if base.size < 2 or new.size < 2:
+        return ratio, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    ratios = bootstrap_medians(new, resamples, rng) / bootstrap_medians(base, resamples, rng)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(ratios, [tail, 1 - tail])
+    return ratio, float(lo), float(hi)
+
+
+def speed_verdict(lo: float, hi: float, threshold: float = DEFAULT_THRESHOLD,
+                  drift: float = DEFAULT_DRIFT) -> str:
+    """``slower``, ``faster``, ``same`` or ``too noisy`` for a ratio interval (module docstring);
+    ``too noisy`` when there is no interval (fewer than two rounds in a run)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "too noisy"
+    if lo > (1 + threshold) * (1 + drift):
+        return "slower"
+    if hi < (1 - threshold) / (1 + drift):
+        return "faster"
+    if 1 - threshold <= lo and hi <= 1 + threshold:
+        return "same"
+    return "too noisy"
+
+
+def memory_verdict(base: float, new: float, threshold: float = DEFAULT_MEMORY_THRESHOLD,
+                   floor_bytes: float = DEFAULT_MEMORY_FLOOR_BYTES) -> str:
+    """``more``, ``less`` or ``same`` peak memory; ``n/a`` when either peak is missing.
+
+    A change counts only when it exceeds both ``floor_bytes`` and ``threshold`` times the
+    smaller of the two peaks."""
+    if is_missing(base) or is_missing(new):
+        return "n/a"
+    change = new - base
+    if abs(change) <= max(floor_bytes, threshold * min(base, new)):
+        return "same"
+    return "more" if change > 0 else "less"
+
+
+def accuracy_verdict(base: dict, new: dict) -> tuple[str, str]:
+    """``(verdict, note)`` of one cell's accuracy: ``worse``, ``better``, ``same`` or ``n/a``.
+
+    ``base`` and ``new`` hold the cell's ``state`` (``report.prepare_cells``: its agreement
+    verdict, or its status when it did not run), ``dtype`` and ``loss_err_eps`` /
+    ``grad_err_eps``. The note says what changed, e.g. ``pass -> nonfinite`` or
+    ``fail: loss 40 -> 900 eps``.
+    """
+    b, n = base.get("state"), new.get("state")
+    if "unchecked" in (b, n):
+        # Only a switch between running and not running can be judged.
+        if (b in DID_NOT_RUN) == (n in DID_NOT_RUN):
+            return "n/a", ""
+    if b != n:
+        worse = SEVERITY.get(n, SEVERITY["error"]) > SEVERITY.get(b, SEVERITY["error"])
+        return ("worse" if worse else "better"), f"{b} -> {n}"
+    if b in DID_NOT_RUN or b not in ("fail", "as-native"):
+        return "same", ""
+    tolerance = TOLERANCE_EPS.get(new.get("dtype"), {})
+    for q in ("loss", "grad"):
+        old_err, new_err = base.get(f"{q}_err_eps"), new.get(f"{q}_err_eps")
+        if is_missing(old_err) or is_missing(new_err) or q not in tolerance:
+            continue
+        if abs(new_err - old_err) > tolerance[q]:
+            note = f"{b}: {q} {_fmt_eps(old_err)} -> {_fmt_eps(new_err)} eps"
+            return ("worse" if new_err > old_err else "better"), note
+    return "same", ""
+
+
+def _fmt_eps(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def is_missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+
+def parse_fail_on(text: str) -> tuple[str, ...]:
+    """``"slower,accuracy"`` -> ``("slower", "accuracy")``; ``"none"`` -> ``()``."""
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in REGRESSION]
+    if unknown or not names:
+        raise ValueError(f"unknown --fail-on category {', '.join(unknown) or repr(text)}; "
+                         f"known: {', '.join(REGRESSION)}, or none")
+    return names

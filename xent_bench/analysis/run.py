@@ -1,0 +1,186 @@
+"""A run folder as tables: the data every report, comparison and check is built from.
+
+``load_run(run_dir)`` reads ``meta.json`` and ``records.jsonl`` into a ``Run``: the tidy long
+table (one row per cell and metric), the wide cell table (one row per cell, with verdicts, each
+cell's state and its speedup over the framework's native op) and the raw timed rounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from xent_bench.harness import agreement
+from xent_bench.harness.cells import CELL_KEYS
+from xent_bench.harness.records import load_records
+from xent_bench.harness.runner import read_meta
+from xent_impls.registry import all_impls
+from xent_impls.vocabulary import DTYPE_ORDER, FORMS, FRAMEWORKS, PASSES
+
+SORT_KEYS = ["framework", "variant", "form", "c", "n", "dtype", "scale", "pass"]
+CASE_KEYS = ["n", "c", "dtype", "scale", "seed", "pass", "device"]
+
+# Metrics the report reads; a run that lacks one (errors only, an old record) gets NaN.
+METRICS = ("median_s", "q1_s", "q3_s", "iqr_rel", "noisy", "rounds", "first_call_s", "compile_s",
+           "logits_bytes", "model_bytes", "peak_extra_bytes", "retained_bytes", "floor_s",
+           "floor_bound", "GBps", "pct_of_limit", "calls_per_s", "loss_err_eps", "grad_err_eps",
+           "loss_nonfinite", "grad_nonfinite")
+
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a report is built from."""
+
+    run_dir: Path
+    meta: dict
+    records: list[dict]
+    long: pd.DataFrame  # records.tidy, sorted
+    cells: pd.DataFrame  # one row per cell: metrics, verdict, expected_failure, state, speedup
+    raw_times: pd.DataFrame  # one row per timed round
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind") or (self.cells["kind"].iat[0] if len(self.cells) else "")
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run folder into the tables the report needs."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    records = load_records(run_dir)
+    return Run(run_dir=run_dir, meta=meta, records=records,
+               long=sort_rows(tidy(records, meta)), cells=prepare_cells(records),
+               raw_times=raw_times_table(records, meta.get("run_id")))
+
+
+def rank_key(column: pd.Series) -> pd.Series:
+    """Sort key of one column: dtypes, passes, forms and frameworks in their natural order,
+    the framework's native variant before the others."""
+    orders = {"dtype": DTYPE_ORDER, "pass": PASSES, "form": FORMS, "framework": FRAMEWORKS}
+    if column.name in orders:
+        order = {v: f"{i:02d}" for i, v in enumerate(orders[column.name])}
+        return column.map(lambda v: order.get(v, f"99{v}"))
+    if column.name == "variant":
+        natives = set(agreement.NATIVE_VARIANT.values())
+        return column.map(lambda v: f"0{v}" if v in natives else f"1{v}")
+    return column
+
+
+def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in report order (stable: rows of one cell keep their order)."""
+    keys = [k for k in SORT_KEYS if k in df.columns]
+    if df.empty or not keys:
+        return df.reset_index(drop=True)
+    return df.sort_values(keys, key=rank_key, kind="stable").reset_index(drop=True)
+
+
+def prepare_cells(records: list[dict]) -> pd.DataFrame:
+    """The wide cell table with every metric the report reads, verdicts, each cell's state and
+    its speedup over the framework's native op."""
+    cells = cell_table(records)
+    wanted = [*CELL_KEYS, "status", "error", *METRICS]
+    cells = cells.reindex(columns=list(dict.fromkeys([*cells.columns, *wanted])))
+    for name in METRICS:
+        cells[name] = pd.to_numeric(cells[name], errors="coerce").astype("float64")
+    cells = add_verdicts(cells)
+    cells["state"] = cells["verdict"].where(cells["status"] == "ok", cells["status"])
+    cells["severity"] = (cells["state"].map(agreement.SEVERITY)
+                        .fillna(agreement.SEVERITY["error"]).astype(int))
+    return sort_rows(add_speedup(cells))
+
+
+def add_speedup(cells: pd.DataFrame) -> pd.DataFrame:
+    """Add ``native_impl``, ``native_median_s`` and ``speedup_vs_native`` (native median over
+    this cell's median, same case and pass)."""
+    cells = cells.assign(native_impl=[
+        agreement.native_id(fw, form) if fw in agreement.NATIVE_VARIANT else None
+        for fw, form in zip(cells["framework"], cells["form"])
+    ])
+    native = (cells.loc[cells["status"] == "ok", ["impl", *CASE_KEYS, "median_s"]]
+              .rename(columns={"impl": "native_impl", "median_s": "native_median_s"})
+              .drop_duplicates(["native_impl", *CASE_KEYS]))
+    cells = cells.merge(native, on=["native_impl", *CASE_KEYS], how="left")
+    cells["speedup_vs_native"] = cells["native_median_s"] / cells["median_s"]
+    return cells
+
+
+def raw_times_table(records: list[dict], run_id: str | None) -> pd.DataFrame:
+    """One row per timed round of every cell."""
+    columns = ["run_id", *CELL_KEYS, "status", "round", "time_s"]
+    rows = [
+        {"run_id": rec.get("run_id", run_id), **{k: rec["cell"].get(k) for k in CELL_KEYS},
+         "status": rec.get("status"), "round": i, "time_s": float(t)}
+        for rec in records
+        for i, t in enumerate((rec.get("raw") or {}).get("times_s") or [])
+    ]
+    return sort_rows(pd.DataFrame(rows, columns=columns))
+
+
+def failure_reasons() -> dict[str, str]:
+    """Why each registered implementation is meant to fail (id -> reason)."""
+    return {i.id: i.expected_failure for i in all_impls() if i.expected_failure}
+
+
+def tidy(records: list[dict], meta: dict | None = None):
+    """The long-form table: one row per record and metric (pandas DataFrame)."""
+    rows = []
+    run_id = (meta or {}).get("run_id")
+    for rec in records:
+        base = {"run_id": rec.get("run_id", run_id)}
+        base.update({k: rec["cell"].get(k) for k in CELL_KEYS})
+        base["status"] = rec.get("status")
+        base["error"] = rec.get("error")
+        for k, v in (rec.get("labels") or {}).items():
+            base[k] = v
+        for k, v in (rec.get("env") or {}).items():
+            plain = isinstance(v, (str, int, float, bool)) or v is None
+            base[f"env_{k}"] = v if plain else json.dumps(v)
+        metrics = rec.get("metrics") or {}
+        if not metrics:
+            rows.append({**base, "metric": None, "value": None})
+        for name, value in metrics.items():
+            rows.append({**base, "metric": name, "value": None if value is None else float(value)})
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["value"] = df["value"].astype("float64")
+    return df
+
+
+def cell_table(records: list[dict]):
+    """Wide view: one row per cell, one column per metric (for reports)."""
+    rows = []
+    for rec in records:
+        row = {k: rec["cell"].get(k) for k in CELL_KEYS}
+        row["status"] = rec.get("status")
+        row["error"] = rec.get("error")
+        row.update(rec.get("labels") or {})
+        row.update(rec.get("metrics") or {})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def add_verdicts(cells):
+    """Add ``verdict`` and ``expected_failure`` columns to a wide agreement table (one row per
+    cell, from ``records.cell_table``)."""
+    expected = {i.id: i.expected_failure for i in all_impls()}
+    cells = cells.copy()
+    def key(impl_id, r):
+        return (impl_id, r["n"], r["c"], r["dtype"], r["scale"], r["seed"], r["pass"], r["device"])
+
+    by_key = {key(r["impl"], r): r for r in cells.to_dict("records")}
+    verdicts = []
+    for r in cells.to_dict("records"):
+        if r["status"] != "ok":
+            verdicts.append("error")
+            continue
+        nat_id = agreement.native_id(r["framework"], r["form"])
+        nat = by_key.get(key(nat_id, r)) if r["impl"] != nat_id else None  # never its own bar
+        native = nat if nat is not None and nat["status"] == "ok" else None
+        verdicts.append(agreement.verdict(r, r["dtype"], native))
+    cells["verdict"] = pd.Series(verdicts, index=cells.index, dtype="object")
+    cells["expected_failure"] = cells["impl"].map(lambda i: bool(expected.get(i)))
+    return cells

@@ -1,0 +1,153 @@
+"""Option helpers shared by the subcommands: the usage error, the parser class, list options,
+and the option groups that several commands take (implementation selection, run folder, grid).
+
+A usage error (``UsageError``, or argparse's own complaint) is the user's mistake: ``xent-bench``
+prints it as one line and exits with status 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+from xent_impls import parse_size, vocabulary
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: one line on stderr and exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2 (argparse's own convention too)
+        raise UsageError(message)
+
+
+def csv(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (the type of every repeatable list option)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def flat(values: list[list[str]]) -> list[str] | None:
+    """The values of a repeated list option, flattened; None when it was not given."""
+    joined = [v for group in values for v in group]
+    return joined or None
+
+
+def parse_sizes(values) -> list[tuple[int, int]] | None:
+    """``--size`` values (``NxC``) as (N, C) pairs; None when none was given."""
+    given = flat(values)
+    if not given:
+        return None
+    try:
+        return [parse_size(v) for v in given]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_scales(values) -> list[float] | None:
+    """``--scale`` values as floats; None when none was given."""
+    given = flat(values)
+    if not given:
+        return None
+    scales = []
+    for v in given:
+        try:
+            scales.append(float(v))
+        except ValueError:
+            raise UsageError(f"malformed scale {v!r}: expected a number such as 10") from None
+    return scales
+
+
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    """--framework, --impl, --form: which implementations a measuring command runs."""
+    p.add_argument("--framework", action="append", type=csv, default=[],
+                   help="only these frameworks (repeat or comma-separate): "
+                        + ", ".join(vocabulary.FRAMEWORKS))
+    p.add_argument("--impl", action="append", type=csv, default=[],
+                   help="implementation id or glob, e.g. 'torch/*' or '*/sparse' (repeatable)")
+    p.add_argument("--form", action="append", type=csv, default=[],
+                   help=" and/or ".join(vocabulary.FORMS))
+
+
+def add_run_folder_options(p: argparse.ArgumentParser) -> None:
+    """--results, --resume, --no-progress, --no-report: where a run goes and how it shows."""
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="folder that receives the run folder (default: results)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_FOLDER",
+                   help="finish an interrupted run folder (other grid options are ignored)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="records only, no report")
+
+
+def add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
+    """The grid of a measuring command: preset, selection, dtypes, sizes, passes, device,
+    threads, allocator, budget, and the run-folder options."""
+    p.add_argument("--preset", default=default_preset,
+                   help=f"grid preset (default: {default_preset})")
+    add_selection_options(p)
+    p.add_argument("--dtype", action="append", type=csv, default=[],
+                   help="float32, bfloat16, float16, float64 (replaces the preset's dtypes)")
+    p.add_argument("--size", action="append", type=csv, default=[],
+                   help="NxC, e.g. 1024x32000 (replaces the preset's sizes; repeatable)")
+    p.add_argument("--pass", dest="passes", action="append", type=csv, default=[],
+                   help=" and/or ".join(vocabulary.PASSES))
+    p.add_argument("--device", default=None,
+                   help=" or ".join(vocabulary.DEVICES) + " (default: the preset's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every framework (default: all cores)")
+    p.add_argument("--allocator", default="default",
+                   help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
+    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
+    add_run_folder_options(p)
+
+
+def check_device(device: str) -> None:
+    """A device name the harness knows, or a usage error."""
+    if device not in vocabulary.DEVICES:
+        raise UsageError(f"unknown device {device!r}; known: {', '.join(vocabulary.DEVICES)}")
+
+
+def require_device(device: str, frameworks: list[str]) -> None:
+    """A missing accelerator is a usage error, checked in a child process so that this process
+    imports no framework."""
+    code = ("import sys, xent_impls; fw=sys.argv[1]; "
+            "sys.exit(0 if xent_impls.backend(fw).has_device(sys.argv[2]) else 3)")
+    for fw in frameworks:
+        rc = subprocess.run([sys.executable, "-c", code, fw, device], capture_output=True,
+                            check=False).returncode
+        if rc == 3:
+            raise UsageError(f"device {device!r} is not available to {fw} on this machine")
+
+
+def report_module(name: str):
+    """Import ``xent_bench.reports.<name>``: the report layer needs pandas, pyarrow and
+    matplotlib (``pip install 'xent-bench[report]'``); without them, a usage error saying so."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"xent_bench.reports.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name in REPORT_MODULES:
+            raise UsageError(f"writing reports needs {exc.name}, which is not installed: "
+                             "pip install 'xent-bench[report]' (or pass --no-report)") from None
+        raise
+
+
+# The third-party modules the report layer imports.
+REPORT_MODULES = ("pandas", "pyarrow", "matplotlib", "numpy")
+
+
+@contextlib.contextmanager
+def usage_errors():
+    """Inside: a ``ValueError`` from the layers below (an unknown name, a malformed size, a
+    folder that is not a run folder) is the user's input at fault, so it becomes a
+    ``UsageError``. Only input validation runs inside; a ValueError elsewhere is a bug."""
+    try:
+        yield
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

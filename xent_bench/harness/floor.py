@@ -1,0 +1,106 @@
+"""The floor model (DESIGN.md, rule 6) and the machine ceilings it divides by.
+
+``L = N * C * itemsize`` of the logits. Bytes: a forward reads ``L``; a fused forward+backward
+reads ``L`` and writes the gradient, ``2L``; the one-hot form also reads the target matrix,
+``+L``. Exponentials: one per logit. A cell's floor is the larger of bytes / bandwidth
+(read-only bandwidth for forward, copy bandwidth for forward+backward) and exponentials / exp
+throughput. "% of limit" = floor / median time.
+
+The ceilings are measured in the same run on the same device: every framework worker times a
+copy, a read-only reduction and a vectorised exp over an array far larger than the caches (and,
+on CPU, exp over a cache-resident block), and the run keeps the best of each (the fastest the
+machine was seen to go), so no implementation can honestly exceed 100% of its floor.
+"""
+
+from __future__ import annotations
+
+from xent_bench.harness.timing import time_step
+from xent_impls.dtypes import numpy_dtype
+
+# Elements in the ceiling arrays: 64 Mi float32 = 256 MiB per array on CPU (8x a 32 MiB L3),
+# 1 Gi elements = 4 GiB on a GPU (far beyond a 50-60 MB L2).
+CEILING_NUMEL = {"cpu": 64 * 2**20, "cuda": 2**30}
+
+
+def modelled_cost(n: int, c: int, dtype: str, form: str, pass_: str) -> dict:
+    """Modelled bytes and exponentials of one cell."""
+    logits_bytes = n * c * numpy_dtype(dtype).itemsize
+    bytes_ = logits_bytes * (1 if pass_ == "forward" else 2)
+    if form == "onehot":
+        bytes_ += logits_bytes
+    return {"logits_bytes": float(logits_bytes), "model_bytes": float(bytes_),
+            "model_exps": float(n * c)}
+
+
+def floor_metrics(cost: dict, pass_: str, ceilings: dict, median_s: float) -> dict:
+    """Floor, GB/s and % of limit of a cell from its modelled cost and the run's ceilings."""
+    bw = ceilings["read_GBps"] if pass_ == "forward" else ceilings["copy_GBps"]
+    mem_s = cost["model_bytes"] / (bw * 1e9)
+    exp_s = cost["model_exps"] / (ceilings["exp_Gps"] * 1e9)
+    floor_s = max(mem_s, exp_s)
+    return {
+        "floor_s": floor_s,
+        "floor_bound": 1.0 if exp_s > mem_s else 0.0,  # 1: exp throughput binds, 0: memory
+        "GBps": cost["model_bytes"] / median_s / 1e9,
+        "pct_of_limit": 100.0 * floor_s / median_s,
+        "calls_per_s": 1.0 / median_s,
+    }
+
+
+# Exp throughput is also measured on a cache-resident block (1 MiB of float32, called
+# CACHED_REPEATS times per round): that is the compute limit of exp without any memory traffic,
+# and the fastest frameworks (XLA's vectorised exp) reach it only there, since over a DRAM-sized
+# array they also allocate and fault in a fresh output. The floor uses the faster of the two.
+CACHED_NUMEL = 2**18
+CACHED_REPEATS = 32
+CACHED_PASSES = 4
+
+
+def _best_round(op, sync, budget_s: float, repeats: int = 1, min_rounds: int = 5) -> float:
+    def run():
+        out = None
+        for _ in range(repeats):
+            out = op()
+        return out
+
+    timing = time_step(lambda: run(), [()], sync, budget_s=budget_s, min_rounds=min_rounds,
+                       max_rounds=1000)
+    return min(timing.times_s) / repeats
+
+
+def measure_ceilings(backend, device: str, budget_s: float = 0.5) -> dict:
+    """Copy and read-only bandwidth (GB/s) and exp throughput (G exp/s) of ``backend``'s own
+    ops on ``device``. Uses the best round: a ceiling is what the machine can do."""
+    out = {}
+    if device == "cpu":
+        # Measured first, before the DRAM-sized arrays exist (afterwards it was seen to run at
+        # half speed).
+        # In a fresh process the first second of exp ran up to 2x slower than later ones
+        # (thread pools and clocks settling): measure CACHED_PASSES times and keep the best.
+        cached = backend.ceiling_ops(device, CACHED_NUMEL)["exp"]
+        best_s = min(_best_round(cached, backend.sync, budget_s, CACHED_REPEATS, min_rounds=20)
+                     for _ in range(CACHED_PASSES))
+        out["exp_cached_Gps"] = CACHED_NUMEL / best_s / 1e9
+        del cached
+    numel = CEILING_NUMEL["cuda" if device == "cuda" else "cpu"]
+    ops = backend.ceiling_ops(device, numel)
+    best = {name: _best_round(op, backend.sync, budget_s) for name, op in ops.items()}
+    del ops
+    itemsize = 4
+    out |= {
+        "copy_GBps": 2 * numel * itemsize / best["copy"] / 1e9,
+        "read_GBps": numel * itemsize / best["read"] / 1e9,
+        "exp_dram_Gps": numel / best["exp"] / 1e9,
+    }
+    out["exp_Gps"] = max(out["exp_dram_Gps"], out.get("exp_cached_Gps", 0.0))
+    return out
+
+
+def best_ceilings(per_framework: dict[str, dict]) -> dict:
+    """The run-wide ceilings: the best of every framework's measurement, with who set each."""
+    out = {}
+    for key in ("copy_GBps", "read_GBps", "exp_Gps"):
+        fw, vals = max(per_framework.items(), key=lambda kv: kv[1][key])
+        out[key] = vals[key]
+        out[f"{key}_by"] = fw
+    return out

@@ -1,0 +1,177 @@
+"""A framework worker: measures a list of cells of one framework in its own process.
+
+Run as ``python -m benchmarks.worker TASK.json`` by the runner (``benchmarks/runner.py``), which
+sets threads and allocator variables in the environment before the framework is imported. Each
+finished cell is appended to the run's record file at once. On standard output the worker
+announces ``START i`` before cell ``i``, so the runner knows which cell a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+import xent_impls
+from xent_bench.harness import agreement, behaviour, floor, memory
+from xent_bench.harness.cells import cell_case
+from xent_bench.harness.records import append_record
+from xent_bench.harness.timing import perf_counter_rounds, time_step
+from xent_impls.api import to_framework_inputs
+from xent_impls.checks import check
+
+# On a GPU, inputs smaller than this are rotated through several copies so that timed rounds
+# read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).
+GPU_CACHE_BYTES = 128 * 2**20
+MAX_ROTATION = 64
+
+
+@functools.lru_cache(maxsize=4)
+def _inputs(case, form):
+    return xent_impls.make_inputs(case, form)
+
+
+@functools.lru_cache(maxsize=4)
+def _oracle(case, form):
+    logits, targets = _inputs(case, form)
+    return xent_impls.reference(logits, targets, grad=True)
+
+
+def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
+    case = cell_case(cell)
+    logits, targets = _inputs(case, impl.form)
+    ref_loss, ref_grad = _oracle(case, impl.form)
+    # Agreement runs use the checked mode (timing runs do not pay for it): an input the
+    # implementation cannot take is an error record naming the value, not a garbage number.
+    check(impl, logits, targets)
+    be = impl.backend
+    x, t = to_framework_inputs(impl, logits, targets, cell["device"])
+    out = be.make_step(impl, True, cell["device"])(x, t)
+    be.sync(out)
+    loss, grad = (be.to_numpy(o) for o in out)
+    metrics = agreement.agreement_metrics(logits, loss, grad, ref_loss, ref_grad, case.dtype)
+    labels = {"out_dtype": xent_impls.dtypes.dtype_name(loss.dtype)}
+    return metrics, labels, {}
+
+
+def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
+                   ) -> tuple[dict, dict, dict]:
+    """Time one cell; returns (metrics, labels, raw). ``run_rounds`` is the round loop (see
+    ``timing.time_step``): the pytest-benchmark suite passes pytest-benchmark's."""
+    case = cell_case(cell)
+    device = cell["device"]
+    be = impl.backend
+    cost = floor.modelled_cost(case.n, case.c, case.dtype, impl.form, cell["pass"])
+    logits, targets = xent_impls.make_inputs(case, impl.form)
+    copies = 1
+    if device == "cuda":
+        copies = int(min(MAX_ROTATION, max(1, -(-GPU_CACHE_BYTES // max(cost["model_bytes"], 1)))))
+    inputs = [to_framework_inputs(impl, logits, targets, device) for _ in range(copies)]
+    rows = min(case.n, agreement.CHECK_ROWS)
+    check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
+    del logits, targets
+    step = be.make_step(impl, cell["pass"] == "forward_backward", device)
+
+    # Memory: resident size before the first call (inputs alive), the peak of the first call
+    # (includes compilation), what the first call left resident (caches, compiled code, pools),
+    # and the peak over steady-state rounds above what was resident when they began.
+    rss0 = memory.rss_bytes()
+    memory.reset_peak_rss()
+    be.reset_peak_memory(device)
+    in_use0 = be.memory_in_use(device)
+    extra: dict = {}
+
+    def after_first_call(out):
+        hwm, rss1 = memory.peak_rss_bytes(), memory.rss_bytes()
+        if device == "cpu" and None not in (hwm, rss0, rss1):
+            extra["first_call_peak_bytes"] = float(max(hwm - rss0, 0))
+            extra["retained_bytes"] = float(max(rss1 - rss0, 0))
+            extra["_rss1"] = rss1
+        extra.update(agreement.check_output(be, case, out, check_logits, check_targets,
+                                            cell["pass"]))
+        memory.reset_peak_rss()
+
+    timing = time_step(step, inputs, be.sync, budget_s=task["budget_s"],
+                       min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],
+                       on_first_call=after_first_call, run_rounds=run_rounds)
+    rss1 = extra.pop("_rss1", None)
+    metrics = timing.summary() | cost | extra
+    if device == "cpu":
+        hwm = memory.peak_rss_bytes()
+        if hwm is not None and rss1 is not None:
+            metrics["peak_extra_bytes"] = float(max(hwm - rss1, 0))
+    else:
+        peak = be.peak_memory(device)
+        if peak is not None and in_use0 is not None:
+            metrics["peak_extra_bytes"] = float(max(peak - in_use0, 0))
+    ceilings = task.get("ceilings") or {}
+    if ceilings:
+        metrics |= floor.floor_metrics(cost, cell["pass"], ceilings, timing.median_s)
+        metrics |= {k: v for k, v in ceilings.items() if isinstance(v, float)}
+    labels = {"cache_mode": f"rotate {copies} input copies" if copies > 1 else "warm (no flush)"}
+    return metrics, labels, {"times_s": timing.times_s}
+
+
+MEASURE = {"agreement": measure_agreement, "timing": measure_timing,
+           "behaviour": behaviour.measure_behaviour, "semantics": behaviour.measure_semantics}
+
+
+def run_task(task: dict) -> int:
+    run_dir = Path(task["run_dir"])
+    framework, device = task["framework"], task["device"]
+    be = xent_impls.backend(framework)
+    threads_applied = be.configure(task["threads"])
+    if not be.has_device(device):
+        raise SystemExit(f"device {device!r} is not available to {framework}")
+    env = dict(task.get("env") or {})
+    env |= {
+        "versions": be.versions(),
+        "device_name": be.device_name(device),
+        "threads": task["threads"],
+        "threads_applied": threads_applied,
+        "sync": be.SYNC_METHOD,
+        "allocator": task.get("allocator", "default"),
+        "source": "runner",
+    }
+
+    if task.get("mode") == "ceilings":
+        result = floor.measure_ceilings(be, device)
+        print("CEILINGS " + json.dumps(result), flush=True)
+        return 0
+
+    for index, cell in enumerate(task["cells"]):
+        print(f"START {index}", flush=True)
+        impl = xent_impls.get(cell["impl"])
+        record = {"run_id": task["run_id"], "cell": cell, "env": env}
+        try:
+            metrics, labels, raw = MEASURE[cell["kind"]](impl, cell, task)
+            record |= {"status": "ok", "metrics": metrics, "labels": labels, "raw": raw,
+                       "error": None}
+        except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
+            status = "oom" if memory.is_out_of_memory(exc) else "error"
+            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+            traceback.print_exc(file=sys.stderr)
+            record |= {"status": status, "metrics": {}, "labels": {}, "raw": {},
+                       "error": message}
+            if status == "oom":
+                case = cell_case(cell)
+                record["metrics"] = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
+                                                        cell["pass"])
+        append_record(run_dir, record)
+    print("FINISHED", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    task = json.loads(Path(argv[0]).read_text())
+    np.seterr(all="ignore")  # overflow in an unstable variant is a finding, not a warning
+    return run_task(task)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""``distributed.md``: the report of a vocabulary-parallel run, built from its records only.
+
+One table row per cell (implementation, world, size, dtype, pass): median time and IQR, the
+speed-up over the same cell at world 1, every rank's peak memory, the rank's logits block, the
+modelled bytes each rank sends per step (and what gathering the logits would send instead), the
+agreement with the float64 oracle, and for JAX the collectives XLA compiled. Then a short
+"What this shows" generated from the numbers, and what TensorFlow offers for the same job.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from xent_bench.harness import agreement, runner
+from xent_bench.harness.records import load_records
+
+REPORT = "distributed.md"
+MIB = 2**20
+
+TENSORFLOW_STATEMENT = """\
+TensorFlow (tensorflow-cpu 2.21) has two candidate paths for a vocabulary-sharded loss on CPU:
+
+- **DTensor** (`tf.experimental.dtensor`), implemented here as `tensorflow/vocab-parallel/*`
+  (`xent_impls/distributed/tf_vocab_parallel.py`). The host CPU is split into `world` logical
+  devices of one process; the logits are laid out `[unsharded, "vocab"]` and the loss is
+  written in the global view (max, sum of exponentials, target logit over the class axis).
+  DTensor's SPMD expansion makes every class-axis reduction local plus a `CollectiveReduceV2`
+  (all-reduce) of the `[N]` partial results; the graphs TensorFlow dumps after expansion hold
+  one MAX and one combined SUM all-reduce and no gather (checked by the tests). Caveats:
+  DTensor is an experimental API; the logical devices share one process's thread pools and
+  memory, so per-rank memory is not separable (the process figure is reported), and the
+  collectives are DTensor's choice, not written in the code.
+- **tf.distribute** (`MirroredStrategy` + `get_replica_context().all_reduce`) was not used:
+  `ReduceOp` offers only SUM and MEAN, so the row maximum would need an all-gather of the
+  `[N]` maxima (or a less stable shift), and the strategy is built for data parallelism
+  (replicated variables, per-replica batches), not for sharding one tensor's classes.
+"""
+
+
+ALLOCATOR_NOTES = {
+    "mmap": "Allocator `mmap`: every block of 1 MiB or more is mapped when allocated and "
+            "returned when freed, so resident memory follows live memory and the memory columns "
+            "are exact per cell; the price is a page fault per 4 KiB of every large buffer on "
+            "every call, paid equally per byte at every world size (rerun with `--allocator "
+            "reuse` for times without it: its memory figures then include freed heap).",
+    "reuse": "Allocator `reuse`: freed memory stays in the heap and is reused, so times carry "
+             "no page faults, but resident memory does not fall when buffers are freed: the "
+             "memory columns include heap left over from earlier work in the same process "
+             "(rerun with `--allocator mmap` for exact memory).",
+    "default": "Allocator `default` (glibc): blocks above a threshold that drifts up to 32 MiB "
+               "are mapped per allocation; whether a buffer page-faults, and whether freed "
+               "memory shows as resident, depends on what the process did before.",
+}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if value == 0:
+        return "0"
+    return f"{value:.{digits}g}"
+
+
+def _mib(value) -> str:
+    return "–" if value is None else _fmt(value / MIB)
+
+
+def _kib(value) -> str:
+    return "–" if value is None else _fmt(value / 1024)
+
+
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _group_key(rec: dict) -> tuple:
+    c = rec["cell"]
+    return (c["impl"], c["n"], c["c"], c["dtype"], c["pass"])
+
+
+def _order(records: list[dict]) -> list[dict]:
+    passes = {"forward": 0, "forward_backward": 1}
+    return sorted(records, key=lambda r: (r["cell"]["impl"], r["cell"]["c"], r["cell"]["n"],
+                                          r["cell"]["dtype"], passes.get(r["cell"]["pass"], 9),
+                                          r["cell"].get("world") or 0))
+
+
+def _per_rank(metrics: dict, name: str, world: int) -> list[float] | None:
+    values = [metrics.get(f"{name}_r{r}") for r in range(world)]
+    return None if any(v is None for v in values) else values
+
+
+def _memory_cell(metrics: dict, world: int) -> str:
+    """Per-rank peak for processes per rank; for one process holding every device, the
+    process's peak and, for JAX, XLA's per-device plan."""
+    per_rank = _per_rank(metrics, "rank_peak_bytes", world)
+    if per_rank is not None:
+        return " / ".join(_mib(v) for v in per_rank)
+    text = f"{_mib(metrics.get('rank_peak_bytes'))} (process)"
+    if metrics.get("device_plan_bytes") is not None:
+        text += f"; XLA plan {_mib(metrics['device_plan_bytes'])} per device"
+    return text
+
+
+def cell_rows(records: list[dict]) -> list[list[str]]:
+    base = {}
+    for rec in records:
+        if rec.get("status") == "ok" and rec["cell"].get("world") == 1:
+            base[_group_key(rec)] = rec["metrics"]["median_s"]
+    rows = []
+    for rec in _order(records):
+        c, m = rec["cell"], rec.get("metrics") or {}
+        world = c.get("world") or 1
+        head = [f"`{c['impl']}`", str(world), f"{c['n']}x{c['c']}", c["dtype"], c["pass"]]
+        comm = [_kib(m.get("comm_bytes_per_rank")),
+                _mib(m.get("gather_bytes_per_rank")) if world > 1 else "–"]
+        if rec.get("status") != "ok":
+            message = (rec.get("error") or "").replace("|", "/")[:160]
+            rows.append(head + [f"**{rec.get('status')}**", "–", "–", "–", "–", *comm, "–",
+                                message or "–"])
+            continue
+        median = m["median_s"]
+        speedup = base.get(_group_key(rec))
+        verdict = agreement.verdict(m, c["dtype"])
+        errors = _fmt(m.get("loss_err_eps"), 2)
+        if m.get("grad_err_eps") is not None:
+            errors += f" / {_fmt(m.get('grad_err_eps'), 2)}"
+        collectives = ""
+        if m.get("hlo_all_gather") is not None:
+            collectives = (f"; HLO all-gather {int(m['hlo_all_gather'])}, all-reduce "
+                           f"{int(m.get('hlo_all_reduce', 0))}")
+        rows.append(head + [
+            _fmt(median * 1e3),
+            f"{100 * m['iqr_rel']:.0f}%" + (" noisy" if m.get("noisy") else ""),
+            _fmt(speedup / median, 2) + "x" if speedup else "–",
+            _memory_cell(m, world),
+            _mib(m.get("shard_logits_bytes")),
+            *comm,
+            errors,
+            verdict + collectives,
+        ])
+    return rows
+
+
+def _ok(records):
+    return [r for r in records if r.get("status") == "ok"]
+
+
+def _rank_memory(metrics: dict, multi_process: bool) -> tuple[float | None, str]:
+    """The per-rank memory figure a cell's findings compare across world sizes, and its name:
+    a rank process's measured peak (torch), XLA's per-device plan (JAX), or nothing where every
+    device lives in one process and no per-device figure exists (TensorFlow)."""
+    if multi_process:
+        return metrics.get("rank_peak_bytes"), "peak memory per rank"
+    if metrics.get("device_plan_bytes") is not None:
+        return metrics["device_plan_bytes"], "XLA's memory plan per device"
+    return None, ""
+
+
+def findings(records: list[dict], meta: dict) -> list[str]:
+    """Bullets of "What this shows", each computed from the records."""
+    out = []
+    ok = _ok(records)
+    cores = (meta.get("machine") or {}).get("cpu_count")
+    threads = meta.get("threads_per_rank", meta.get("threads"))
+    by_group: dict[tuple, dict[int, dict]] = {}
+    for rec in ok:
+        by_group.setdefault(_group_key(rec), {})[rec["cell"]["world"]] = rec["metrics"]
+    speedups = []
+    for key, worlds in sorted(by_group.items()):
+        impl, n, c, dtype, pass_ = key
+        if 1 not in worlds or len(worlds) < 2:
+            continue
+        multi = impl.startswith("torch/")
+        t1 = worlds[1]["median_s"]
+        mem1, mem_name = _rank_memory(worlds[1], multi)
+        parts = []
+        for w in sorted(worlds):
+            if w == 1:
+                continue
+            m = worlds[w]
+            speedups.append((t1 / m["median_s"], impl, f"{n}x{c}", pass_, w))
+            part = f"world {w}: {_fmt(t1 / m['median_s'], 2)}x the speed of world 1"
+            mem, _ = _rank_memory(m, multi)
+            if mem is not None and mem1:
+                part += f", {mem_name} {_mib(mem)} MiB ({_fmt(mem / mem1, 2)}x)"
+            parts.append(part)
+        if mem1 is None:
+            parts.append("memory: one process for every device, not separable per rank")
+        out.append(f"`{impl}` {n}x{c} {dtype} {pass_} ({_fmt(t1 * 1e3)} ms at world 1"
+                   + (f", {mem_name} {_mib(mem1)} MiB" if mem1 else "") + "): "
+                   + "; ".join(parts) + ".")
+    if speedups:
+        best = max(speedups)
+        faster = sum(1 for s in speedups if s[0] > 1.1)
+        out.append(
+            f"Time: {faster} of {len(speedups)} cells at world > 1 ran more than 10% faster "
+            f"than the same cell at world 1; the best was {_fmt(best[0], 2)}x (`{best[1]}` "
+            f"{best[2]} {best[3]}, world {best[4]}), the median "
+            f"{_fmt(sorted(s[0] for s in speedups)[len(speedups) // 2], 2)}x.")
+    comm = [r for r in ok if (r["cell"].get("world") or 1) > 1]
+    if comm:
+        rec = max(comm, key=lambda r: r["metrics"]["gather_bytes_per_rank"])
+        m, c = rec["metrics"], rec["cell"]
+        out.append(
+            f"Communication is modelled, not measured: three ring all-reduces of [N] float32 per "
+            f"step, independent of C. At {c['n']}x{c['c']} and world {c['world']} each rank "
+            f"sends {_kib(m['comm_bytes_per_rank'])} KiB per step; all-gathering the logits "
+            f"instead would send {_mib(m['gather_bytes_per_rank'])} MiB per rank "
+            f"({_fmt(m['gather_bytes_per_rank'] / m['comm_bytes_per_rank'], 3)}x more), "
+            f"before the gradient's way back.")
+    if cores:
+        fill = max(cores // max(threads or 1, 1), 1)
+        out.append(
+            f"This machine has {cores} CPU core(s) and every rank ran {threads} thread(s): world "
+            f"1 uses {min(threads or 1, cores)} core(s), world {fill} fills the machine, and "
+            f"larger worlds share cores and one memory bus, so time cannot scale with world "
+            f"here beyond {fill}x at best. On tensor-parallel hardware (one accelerator per "
+            f"rank) the work per rank falls as 1/world while the collectives stay at "
+            f"12 (world-1)/world * N bytes; the per-rank memory and the communication volume "
+            f"are the figures that carry over.")
+    jax_cells = [r for r in ok if r["metrics"].get("hlo_all_gather") is not None]
+    if jax_cells:
+        gathers = sum(int(r["metrics"]["hlo_all_gather"]) for r in jax_cells)
+        reduces = sorted({int(r["metrics"].get("hlo_all_reduce", 0)) for r in jax_cells})
+        out.append(
+            f"XLA's compiled HLO of the {len(jax_cells)} JAX cells holds "
+            f"{gathers} all-gather(s) and {'/'.join(map(str, reduces))} all-reduce "
+            f"instruction(s) per step (XLA may combine the two SUM reductions into one tuple "
+            f"all-reduce)" + (": the logits are never gathered." if gathers == 0 else "."))
+    verdicts = [(r, agreement.verdict(r["metrics"], r["cell"]["dtype"])) for r in ok]
+    bad = [r for r, v in verdicts if v != "pass"]
+    if verdicts and not bad:
+        worst = max(ok, key=lambda r: r["metrics"].get("grad_err_eps") or 0.0)
+        out.append(f"All {len(verdicts)} measured cells agree with the float64 oracle (largest "
+                   f"gradient error {_fmt(worst['metrics'].get('grad_err_eps'), 2)} eps, "
+                   f"`{worst['cell']['impl']}` world {worst['cell']['world']}); every rank "
+                   f"returned the same loss (largest spread "
+                   f"{_fmt(max(r['metrics'].get('loss_rank_spread', 0.0) for r in ok), 2)}).")
+    elif bad:
+        out.append("Cells that miss the oracle: " + ", ".join(
+            f"`{r['cell']['impl']}` world {r['cell']['world']} {r['cell']['n']}x{r['cell']['c']} "
+            f"{r['cell']['pass']}" for r in bad) + ".")
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        out.append(f"{len(failed)} cell(s) did not run to the end (a rank died, hung or raised); "
+                   f"they are listed in the table with the reason.")
+    return out
+
+
+HEADER = ["impl", "world", "size", "dtype", "pass", "median ms", "IQR", "vs world 1",
+          "peak MiB per rank", "logits block MiB", "sent KiB per rank", "gather would send MiB",
+          "loss / grad err eps", "verdict"]
+
+
+def render(records: list[dict], meta: dict) -> str:
+    lines = [f"# xent-bench distributed report: {meta.get('run_id')}", ""]
+    machine = meta.get("machine") or {}
+    lines += [
+        f"Vocabulary-parallel cross-entropy: the classes are split over `world` ranks "
+        f"(contiguous blocks), each rank holds its block of the logits, and the loss is combined "
+        f"with three all-reduces of [N] float32 per step (row maxima, sums of exponentials, "
+        f"target logits); the gradient needs none. Machine: {machine.get('cpu_model')} "
+        f"({machine.get('cpu_count')} cores), git {machine.get('git_commit')}; "
+        f"{meta.get('threads_per_rank', meta.get('threads'))} thread(s) per rank, allocator "
+        f"{meta.get('allocator')}, {meta.get('budget_s')} s of timed rounds per cell. torch: one "
+        f"process per rank, gloo; jax: one process, `world` host devices; tensorflow: one "
+        f"process, `world` logical devices (DTensor).", "",
+        ALLOCATOR_NOTES.get(meta.get("allocator"), ""), "",
+        "Columns: *median ms* and *IQR* over the timed rounds on rank 0 (every round ends in a "
+        "barrier or a block on the result, so it lasts as long as the slowest rank); *vs world "
+        "1*: the same cell's world-1 median over this one; *peak MiB per rank*: resident "
+        "high-water of the timed rounds above the rank's resident size before its inputs were "
+        "made (its logits block, targets and working memory), one figure per rank process, or "
+        "the one process's figure where every device lives in one process; *logits block*: the "
+        "largest rank's block; *sent KiB per rank*: modelled ring all-reduce traffic per step "
+        "(`xent_impls.distributed.modelled_comm_bytes`); *gather would send*: the traffic of "
+        "all-gathering the logits instead; *loss / grad err eps*: agreement of the gathered "
+        "first rows with the float64 oracle; *verdict*: pass within the tolerance table.", "",
+    ]
+    lines += _table(HEADER, cell_rows(records), "lllll" + "r" * 9)
+    lines += ["", "## What this shows", ""]
+    lines += [f"- {text}" for text in findings(records, meta)]
+    lines += ["", "## TensorFlow", "", TENSORFLOW_STATEMENT]
+    return "\n".join(lines)
+
+
+def write_report(run_dir) -> Path:
+    """Write ``distributed.md`` into ``run_dir`` from its records; returns its path."""
+    run_dir = Path(run_dir)
+    meta = runner.read_meta(run_dir)
+    path = run_dir / REPORT
+    path.write_text(render(load_records(run_dir), meta))
+    return path
