@@ -11,7 +11,7 @@ first time the implementation is used.
 from xent_impls.api import evaluate
 from xent_impls.checks import check, checked
 from xent_impls.dtypes import DTYPES, eps, numpy_dtype
-from xent_impls.inputs import FORMS, Case, make_inputs, parse_size
+from xent_impls.inputs import Case, make_inputs, parse_size
 from xent_impls.reference import reference
 from xent_impls.registry import (
     Impl,
@@ -23,6 +23,7 @@ from xent_impls.registry import (
     select,
     skipped_notes,
 )
+from xent_impls.vocabulary import FORMS
 
 __all__ = [
     "DTYPES",

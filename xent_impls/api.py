@@ -7,10 +7,6 @@ import numpy as np
 from xent_impls.checks import check, check_structure
 from xent_impls.registry import Impl, get
 
-# The structural checks every call makes live in checks.py (one place); kept here under their old
-# name for callers of ``api.check_inputs``.
-check_inputs = check_structure
-
 
 def to_framework_inputs(impl: Impl, logits: np.ndarray, targets: np.ndarray, device: str):
     """Framework arrays for ``impl`` on ``device``; a one-hot target matrix takes the logits

@@ -6,7 +6,8 @@ step (forward, or forward + backward) when ``compiled`` is set.
 
 from __future__ import annotations
 
-from xent_impls.registry import Impl
+from xent_impls.impl import BACKEND_MODULES, Impl
+from xent_impls.vocabulary import FORMS
 
 ALL_FLOATS = ("float32", "float16", "bfloat16", "float64")
 # JAX runs with 64-bit types disabled (its default) and Keras computes in its floatx (float32):
@@ -27,12 +28,7 @@ KERAS_PROBS_FAILURE = (
 def _impl(framework, variant, form, entry, description, *, compiled=False, failure=None,
           dtypes=ALL_FLOATS, devices=GPU_AND_CPU, module=None, requires=(),
           interpreted_on=()) -> Impl:
-    module = module or {
-        "numpy": "xent_impls.backends.numpy_backend",
-        "torch": "xent_impls.backends.torch_backend",
-        "jax": "xent_impls.backends.jax_backend",
-        "tensorflow": "xent_impls.backends.tensorflow_backend",
-    }[framework]
+    module = module or BACKEND_MODULES[framework]
     return Impl(
         id=f"{framework}/{variant}/{form}",
         framework=framework,
@@ -52,7 +48,7 @@ def _impl(framework, variant, form, entry, description, *, compiled=False, failu
 def _both_forms(framework, variant, entry_stem, description, **kw) -> list[Impl]:
     return [
         _impl(framework, variant, form, f"{entry_stem}_{form}", description, **kw)
-        for form in ("sparse", "onehot")
+        for form in FORMS
     ]
 
 

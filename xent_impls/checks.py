@@ -35,8 +35,8 @@ import functools
 import numpy as np
 
 from xent_impls.dtypes import dtype_name
-
-FORMS = ("sparse", "onehot")
+from xent_impls.registry import Impl, get
+from xent_impls.vocabulary import FORMS
 
 # Label dtypes that every implementation of a framework takes as framework arrays (what
 # ``checked`` enforces; ``evaluate`` converts any integer labels itself). Measured by
@@ -62,8 +62,6 @@ IGNORE_INDEX_HINT = (" (-100 is PyTorch's default ignore_index; this API has no 
 
 def _resolve(impl_or_form):
     """``(impl or None, form, who)`` for an Impl, an implementation id or a form name."""
-    from xent_impls.registry import Impl, get
-
     if isinstance(impl_or_form, Impl):
         return impl_or_form, impl_or_form.form, impl_or_form.id
     if impl_or_form in FORMS:
@@ -73,10 +71,6 @@ def _resolve(impl_or_form):
         return impl, impl.form, impl.id
     raise ValueError(f"expected an Impl, an implementation id or a form ({', '.join(FORMS)}), "
                      f"got {impl_or_form!r}")
-
-
-def _pos(index) -> str:
-    return ", ".join(str(int(i)) for i in index)
 
 
 def _first(mask: np.ndarray) -> tuple:
@@ -332,8 +326,6 @@ def checked(impl_id: str, *, allow_masked: bool = False, allow_probabilities: bo
         Traceback (most recent call last):
         ValueError: label 3 is out of range [0, 3) at row 3
     """
-    from xent_impls.registry import get
-
     impl = get(impl_id)
     be = impl.backend
     label_dtypes = FRAMEWORK_LABEL_DTYPES.get(impl.framework) if impl.form == "sparse" else None

@@ -14,8 +14,7 @@ import re
 import numpy as np
 
 from xent_impls.dtypes import numpy_dtype
-
-FORMS = ("sparse", "onehot")
+from xent_impls.vocabulary import FORMS
 
 
 @dataclasses.dataclass(frozen=True)

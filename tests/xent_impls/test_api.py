@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import xent_impls
-from xent_impls import api
+from xent_impls import checks
 from xent_impls.dtypes import eps
 from xent_impls.inputs import Case, make_inputs
 from xent_impls.reference import reference
@@ -268,7 +268,7 @@ def test_dtype_not_supported_by_the_impl():
     logits, labels = make_inputs(Case(N, C, "float16"), "sparse")
     with pytest.raises(ValueError,
                        match="does not support logits dtype float16; supported: float32"):
-        api.check_inputs(impl, logits, labels)
+        checks.check_structure(impl, logits, labels)
 
 
 def test_unknown_impl_id():

@@ -12,8 +12,8 @@ from xent_impls import Case, Impl
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
              "pass", "device", "probe", "world")
 # behaviour: one edge-case probe (xent_impls.edge_cases) on one implementation; semantics: one
-# framework's options side by side (benchmarks/semantics.py). Both: see benchmarks/behaviour.py.
-# ``world`` (optional): ranks of a vocabulary-parallel cell (benchmarks/distributed.py); absent or
+# framework's options side by side (xent_bench/harness/semantics.py). Both: see xent_bench/harness/behaviour.py.
+# ``world`` (optional): ranks of a vocabulary-parallel cell (xent_bench/harness/distributed.py); absent or
 # None for single-process cells.
 KINDS = ("agreement", "timing", "behaviour", "semantics")
 PASSES = ("forward", "forward_backward")

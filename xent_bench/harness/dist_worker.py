@@ -1,6 +1,6 @@
-"""Rank entry point of a vocabulary-parallel launch: ``python -m benchmarks.dist_worker TASK.json``.
+"""Rank entry point of a vocabulary-parallel launch: ``python -m xent_bench.harness.dist_worker TASK.json``.
 
-Started by ``benchmarks/distributed.py``, which owns the launch (environment, process group,
+Started by ``xent_bench/harness/distributed.py``, which owns the launch (environment, process group,
 timeout, teardown). One launch measures a list of cells of one framework at one world size:
 
 - torch: ``world`` processes, one per rank, each started with ``RANK``, ``WORLD_SIZE``,
@@ -11,7 +11,7 @@ timeout, teardown). One launch measures a list of cells of one framework at one 
 
 For every cell each rank makes the case's inputs with ``xent_impls.make_inputs`` (the same seeded
 bytes as every other run), keeps only its block of classes, and times the step with
-``benchmarks.timing.time_step``. Then, after timing, the first rows of the loss and of every
+``xent_bench.harness.timing.time_step``. Then, after timing, the first rows of the loss and of every
 gradient block are gathered to rank 0 for the agreement check against the float64 oracle, and
 every rank's memory figures are gathered; rank 0 appends the cell's record to the run's
 ``records.jsonl``.

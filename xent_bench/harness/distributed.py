@@ -1,7 +1,7 @@
 """Vocabulary-parallel cells: launch, watch and tear down the ranks (the command is
 ``xent_bench/commands/distributed.py``).
 
-A distributed cell is a timing cell (same record format: ``benchmarks/worker.py``,
+A distributed cell is a timing cell (same record format: ``xent_bench/harness/worker.py``,
 ``records.append_record``) of a vocabulary-parallel implementation
 (``xent_impls.distributed``) with one more key, ``world``: the number of ranks the classes are
 split over. Its record carries the timing statistics (timed on rank 0, every round ending in a
@@ -12,7 +12,7 @@ modelled bytes each rank sends in collectives.
 The harness owns each launch. Cells are grouped by (framework, world); one launch measures a
 group's cells one after another:
 
-- torch: ``world`` processes (``python -m benchmarks.dist_worker``) with ``MASTER_ADDR=127.0.0.1``,
+- torch: ``world`` processes (``python -m xent_bench.harness.dist_worker``) with ``MASTER_ADDR=127.0.0.1``,
   a free ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``, joined in a gloo process group;
 - jax: one process with ``XLA_FLAGS=--xla_force_host_platform_device_count=world``;
 - tensorflow: one process with ``world`` logical CPU devices (DTensor).

@@ -1,4 +1,4 @@
-"""The floor model (DESIGN.md, rule 6) and the machine ceilings it divides by.
+"""The floor model (docs/method.md, "Floor model") and the machine ceilings it divides by.
 
 ``L = N * C * itemsize`` of the logits. Bytes: a forward reads ``L``; a fused forward+backward
 reads ``L`` and writes the gradient, ``2L``; the one-hot form also reads the target matrix,

@@ -58,7 +58,7 @@ PRESETS = {
                dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.15, min_rounds=5,
                max_rounds=300),
         Preset("cpu-large", "timing",
-               "the language-model size of DESIGN.md on CPU: 1024 x 32000, float32",
+               "a language-model row on CPU: 1024 x 32000, float32",
                sizes=((1024, 32000),), dtypes=("float32",), impls=TIMED, budget_s=1.0),
         Preset("behaviour", "behaviour",
                "every edge-case probe (xent_impls.edge_cases) against every implementation, "

@@ -1,43 +1,165 @@
-"""Crash-safe record files and the tidy table built from them.
+"""The record of one measured cell (a typed, versioned ``Record``) and the crash-safe file of a
+run's records.
 
 A run folder holds ``records.jsonl``: one JSON object per finished cell, appended and flushed
 to disk (fsync) the moment the cell finishes, so a crash or a kill loses nothing already
-measured. A cell record is ``{"cell": {...}, "status": "ok" | "error" | "oom", "metrics":
-{name: number}, "raw": {...}, "env": {...}, "error": str | None}``.
+measured. Every writer (worker, runner, distributed launcher, pytest-benchmark import) builds a
+``Record`` and appends it with :func:`append_record`; every reader goes through
+:func:`load_records`, which validates each line against the schema below.
 
-The tidy table (:func:`tidy`) has one row per (run, implementation, case, metric): the cell
-keys, the cell's status/error, environment columns, then ``metric`` and ``value``. Reports are
-built from that table, never the other way round.
+Schema (version ``SCHEMA_VERSION``; a line without ``schema`` was written before the field
+existed and has the same shape as version 1)::
+
+    {"schema": 1, "run_id": str, "cell": {CELL_KEYS...}, "status": "ok" | "error" | "oom",
+     "error": str | None, "metrics": {name: number | None}, "labels": {name: str | ...},
+     "raw": {...}, "env": {...}}
+
+``metrics`` are the numbers reports aggregate (times in seconds, bytes, error in eps, ...);
+``labels`` are per-cell facts that are not numbers (output dtype, cache mode, behaviour);
+``raw`` holds the raw timed rounds (``times_s``) and other bulky per-cell data; ``env`` is the
+provenance of the process that measured the cell (versions, device, threads, sync method).
+
+The tidy table built from records (one row per run, cell and metric) is
+``xent_bench.analysis.run.tidy``; reports are built from records, never the other way round.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import warnings
 from pathlib import Path
 
 from xent_bench.harness.cells import cell_key
+from xent_impls.vocabulary import STATUSES
 
 RECORDS = "records.jsonl"
+SCHEMA_VERSION = 1
+# The cell keys every record's cell must carry (the others are optional: ``cells.cell_key``).
+REQUIRED_CELL_KEYS = ("kind", "impl", "n", "c", "dtype", "scale", "seed", "pass", "device")
 
 
 class TruncatedRecordWarning(UserWarning):
-    """The last line of a record file was cut off (the writer died mid-write)."""
+    """A line of a record file was cut off (the writer died mid-write) or is not JSON."""
 
 
-def append_record(run_dir: Path, record: dict) -> None:
+class InvalidRecordWarning(UserWarning):
+    """A line of a record file is JSON but not a record of a schema this version reads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One finished cell: what was measured, how it ended, and where.
+
+    Attributes:
+      run_id: the run the cell belongs to.
+      cell: the cell's keys (``cells.CELL_KEYS``; plain JSON values).
+      status: ``ok``, ``error`` or ``oom`` (``vocabulary.STATUSES``).
+      metrics: numbers (float, or None where a quantity does not apply).
+      labels: non-numeric facts of the cell (strings, flags).
+      raw: bulky per-cell data: ``times_s`` (every timed round), semantics entries, ...
+      env: provenance of the measuring process.
+      error: one line saying why the cell did not run, for ``error`` and ``oom``.
+      schema: the record format's version.
+    """
+
+    run_id: str
+    cell: dict
+    status: str
+    metrics: dict = dataclasses.field(default_factory=dict)
+    labels: dict = dataclasses.field(default_factory=dict)
+    raw: dict = dataclasses.field(default_factory=dict)
+    env: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def key(self) -> str:
+        """``cells.cell_key`` of the record's cell."""
+        return cell_key(self.cell)
+
+    def to_json(self) -> dict:
+        """The record as the JSON object written to ``records.jsonl``."""
+        return {"schema": self.schema, "run_id": self.run_id, "cell": self.cell,
+                "status": self.status, "error": self.error, "metrics": self.metrics,
+                "labels": self.labels, "raw": self.raw, "env": self.env}
+
+    @classmethod
+    def from_json(cls, data) -> Record:
+        """A record from its JSON object; ``ValueError`` naming what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a record is a JSON object, got {type(data).__name__}")
+        schema = data.get("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+            raise ValueError(f"record schema must be a positive integer, got {schema!r}")
+        if schema > SCHEMA_VERSION:
+            raise ValueError(f"record schema {schema} is newer than this version reads "
+                             f"({SCHEMA_VERSION}): upgrade xent-bench")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown record field(s): {', '.join(sorted(unknown))}")
+        for name in ("run_id", "cell", "status"):
+            if name not in data:
+                raise ValueError(f"record has no {name!r}")
+        return cls(**data | {"schema": schema})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) or value is None
+
+
+def validate(record: Record) -> None:
+    """``ValueError`` naming the first field of ``record`` that breaks the schema."""
+    if not isinstance(record.run_id, str) or not record.run_id:
+        raise ValueError(f"record run_id must be a non-empty string, got {record.run_id!r}")
+    if not isinstance(record.cell, dict):
+        raise ValueError(f"record cell must be an object, got {type(record.cell).__name__}")
+    missing = [k for k in REQUIRED_CELL_KEYS if k not in record.cell]
+    if missing:
+        raise ValueError(f"record cell lacks {', '.join(missing)}")
+    for k in ("n", "c", "seed"):
+        v = record.cell[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"record cell {k} must be a non-negative integer, got {v!r}")
+    if record.status not in STATUSES:
+        raise ValueError(f"record status must be one of {', '.join(STATUSES)}, got "
+                         f"{record.status!r}")
+    if record.error is not None and not isinstance(record.error, str):
+        raise ValueError(f"record error must be a string or null, got {record.error!r}")
+    for name in ("metrics", "labels", "raw", "env"):
+        value = getattr(record, name)
+        if not isinstance(value, dict):
+            raise ValueError(f"record {name} must be an object, got {type(value).__name__}")
+    for name, value in record.metrics.items():
+        if not _is_number(value):
+            raise ValueError(f"record metric {name!r} must be a number or null, got {value!r}")
+    times = record.raw.get("times_s")
+    if times is not None and not (isinstance(times, list) and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+            and t >= 0 for t in times)):
+        raise ValueError("record raw times_s must be a list of non-negative finite seconds")
+
+
+def append_record(run_dir: Path, record: Record) -> None:
     """Append one record as a single line and force it to disk."""
-    line = json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
+    if not isinstance(record, Record):
+        raise TypeError(f"append_record takes a Record, got {type(record).__name__}")
+    line = json.dumps(record.to_json(), separators=(",", ":"), allow_nan=True) + "\n"
     with open(Path(run_dir) / RECORDS, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def load_records(run_dir: Path) -> list[dict]:
-    """All complete records of a run. A malformed line (a write cut off by a crash) is reported
-    with a ``TruncatedRecordWarning`` and skipped."""
+def load_records(run_dir: Path) -> list[Record]:
+    """All valid records of a run, in file order. A line that is not JSON (a write cut off by a
+    crash) is skipped with a ``TruncatedRecordWarning``; a JSON line that is not a record of
+    this schema is skipped with an ``InvalidRecordWarning`` naming what is wrong."""
     path = Path(run_dir) / RECORDS
     if not path.exists():
         return []
@@ -47,7 +169,7 @@ def load_records(run_dir: Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                data = json.loads(line)
             except json.JSONDecodeError:
                 warnings.warn(
                     f"{path}:{lineno}: skipping a truncated or malformed record "
@@ -55,6 +177,12 @@ def load_records(run_dir: Path) -> list[dict]:
                     TruncatedRecordWarning,
                     stacklevel=2,
                 )
+                continue
+            try:
+                records.append(Record.from_json(data))
+            except (ValueError, TypeError) as exc:
+                warnings.warn(f"{path}:{lineno}: skipping an invalid record: {exc}",
+                              InvalidRecordWarning, stacklevel=2)
     return records
 
 
@@ -72,6 +200,6 @@ def repair_tail(run_dir: Path) -> bool:
     return True
 
 
-def finished_keys(records: list[dict]) -> set[str]:
+def finished_keys(records: list[Record]) -> set[str]:
     """Keys of cells that have a final record (ok, error or oom)."""
-    return {cell_key(r["cell"]) for r in records}
+    return {r.key for r in records}

@@ -4,7 +4,7 @@ One fixed small input (6 rows, 5 classes, float32) and each framework's own opti
 reductions, label smoothing, ignored labels, class weights, and multi-hot targets under
 categorical versus binary cross-entropy, next to float64 formulas. ``xent-bench behaviour`` runs
 :func:`run` in each framework's worker process (one ``semantics`` cell per framework) and the
-behaviour report lays the results out side by side (``benchmarks/behaviour_report.py``).
+behaviour report lays the results out side by side (``xent_bench/reports/behaviour_report.py``).
 
 Every entry is ``{"topic", "option", "api", "call", "value": [floats] | None, "error": str |
 None}``; an option a framework does not offer is an entry whose ``error`` says so (or the

@@ -1,6 +1,6 @@
 """Steady-state timing with the framework's own sync, calibrated to a time budget.
 
-Rules (see DESIGN.md): a time counts only completed work (``sync`` runs inside every timed
+Rules (docs/method.md): a time counts only completed work (``sync`` runs inside every timed
 round); the first call (trace + compile + run) is timed apart from the steady state; a few
 warm-up calls follow it; then the number of rounds is calibrated so that the rounds fill
 ``budget_s`` (between ``min_rounds`` and ``max_rounds``). Each round is one call; the output

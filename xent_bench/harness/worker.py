@@ -1,6 +1,6 @@
 """A framework worker: measures a list of cells of one framework in its own process.
 
-Run as ``python -m benchmarks.worker TASK.json`` by the runner (``benchmarks/runner.py``), which
+Run as ``python -m xent_bench.harness.worker TASK.json`` by the runner (``xent_bench/harness/runner.py``), which
 sets threads and allocator variables in the environment before the framework is imported. Each
 finished cell is appended to the run's record file at once. On standard output the worker
 announces ``START i`` before cell ``i``, so the runner knows which cell a crash interrupted.

@@ -7,7 +7,7 @@ Built from the records of a ``behaviour`` run (``xent-bench behaviour``) only:
 - generated findings;
 - one matrix per framework (probes down, that framework's implementations across);
 - the probe catalogue;
-- the semantics of each framework's options side by side (``benchmarks/semantics.py``).
+- the semantics of each framework's options side by side (``xent_bench/harness/semantics.py``).
 
 Every matrix cell says what happened: ``ok`` with its loss/gradient error in eps, ``accepted``
 (a bad input answered as meant, without an error), ``SILENT ...`` (a wrong answer, NaN or inf

@@ -22,7 +22,7 @@ def versions() -> dict[str, str]:
 
 def configure(threads: int) -> str:
     # XLA's CPU thread pool is fixed when the backend starts; the worker sets XLA_FLAGS before
-    # importing JAX (see benchmarks/worker.py). Report what is in force.
+    # importing JAX (see xent_bench/harness/worker.py). Report what is in force.
     return f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} ({threads} requested)"
 
 

@@ -19,13 +19,6 @@ torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
 torch._dynamo.config.accumulated_recompile_limit = max(
     torch._dynamo.config.accumulated_recompile_limit, 4096)
 
-_TORCH_DTYPES = {
-    np.dtype(np.float64): torch.float64,
-    np.dtype(np.float32): torch.float32,
-    np.dtype(np.float16): torch.float16,
-}
-
-
 def versions() -> dict[str, str]:
     return {"torch": torch.__version__}
 

@@ -29,12 +29,13 @@ model. ``torch_vocab_parallel`` (``torch.distributed``) and ``jax_vocab_parallel
 
 from __future__ import annotations
 
+from xent_impls.impl import Impl
+from xent_impls.vocabulary import FORMS, PASSES
+
 # Every collective carries float32 values (the accumulation dtype), whatever the logits dtype.
 PAYLOAD_ITEMSIZE = 4
 # All-reduces per step: MAX of row maxima, SUM of sums of exponentials, SUM of target logits.
 FORWARD_ALL_REDUCES = 3
-FORMS = ("sparse", "onehot")
-PASSES = ("forward", "forward_backward")
 
 
 def _positive_int(name: str, value) -> int:
@@ -136,7 +137,7 @@ def gather_comm_bytes(n: int, c: int, world: int, itemsize: int) -> float:
 # The vocabulary-parallel implementations as registry records, for cells and reports. They are
 # not in the single-process catalog: their functions take a rank's block of the logits plus a
 # process group or device mesh, not ``fn(logits, targets)``, and only the distributed harness
-# (benchmarks/distributed.py) runs them.
+# (xent_bench/harness/distributed.py) runs them.
 _DESCRIPTIONS = {
     "torch": ("torch.autograd.Function over torch.distributed (gloo on CPU): three all-reduces "
               "of [N] float32, gradient block without a collective", ("float32", "float16",
@@ -151,8 +152,6 @@ VARIANT = "vocab-parallel"
 
 
 def _impls():
-    from xent_impls.registry import Impl
-
     module = {"torch": "torch_vocab_parallel", "jax": "jax_vocab_parallel",
               "tensorflow": "tf_vocab_parallel"}
     return tuple(

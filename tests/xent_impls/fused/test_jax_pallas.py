@@ -111,7 +111,7 @@ def test_float32_chunked_layout_at_small_c(form, c, block):
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_16bit_no_worse_than_optax(dtype, form, c, block, scale):
     """At 16 bits the bar is the project's: within the tolerance table or within 2x optax's own
-    error at the same dtype (``benchmarks.agreement.verdict``)."""
+    error at the same dtype (``xent_bench.harness.agreement.verdict``)."""
     logits, targets = _inputs(_rows(c), c, dtype, scale, form)
     ours = _metrics(FNS[form], logits, targets, dtype, block=block)
     native = _metrics(OPTAX[form], logits, targets, dtype)

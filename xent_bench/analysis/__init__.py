@@ -1,0 +1,2 @@
+"""Analysis: run folders as tables, agreement verdicts over a run, and the statistics of
+comparing runs (pandas)."""
