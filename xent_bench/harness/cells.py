@@ -8,15 +8,14 @@ cells.
 from __future__ import annotations
 
 from xent_impls import Case, Impl
+from xent_impls.vocabulary import KINDS, PASSES
 
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
              "pass", "device", "probe", "world")
 # behaviour: one edge-case probe (xent_impls.edge_cases) on one implementation; semantics: one
-# framework's options side by side (xent_bench/harness/semantics.py). Both: see xent_bench/harness/behaviour.py.
-# ``world`` (optional): ranks of a vocabulary-parallel cell (xent_bench/harness/distributed.py); absent or
+# framework's options side by side (harness/semantics.py). Both: see harness/behaviour.py.
+# ``world`` (optional): ranks of a vocabulary-parallel cell (harness/distributed.py); absent or
 # None for single-process cells.
-KINDS = ("agreement", "timing", "behaviour", "semantics")
-PASSES = ("forward", "forward_backward")
 
 
 def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str, probe: str = "") -> dict:

@@ -1,4 +1,5 @@
-"""Rank entry point of a vocabulary-parallel launch: ``python -m xent_bench.harness.dist_worker TASK.json``.
+"""Rank entry point of a vocabulary-parallel launch:
+``python -m xent_bench.harness.dist_worker TASK.json``.
 
 Started by ``xent_bench/harness/distributed.py``, which owns the launch (environment, process group,
 timeout, teardown). One launch measures a list of cells of one framework at one world size:
@@ -41,9 +42,9 @@ from pathlib import Path
 import numpy as np
 
 import xent_impls
-from xent_bench.harness import agreement, floor, memory
+from xent_bench.harness import agreement, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
-from xent_bench.harness.records import append_record
+from xent_bench.harness.records import Record, append_record
 from xent_bench.harness.timing import perf_counter_rounds, time_step
 from xent_impls.distributed import (
     gather_comm_bytes,
@@ -472,10 +473,10 @@ def measure_cell(ranks, cell: dict, task: dict, fault: dict | None, fired: list)
 # The launch
 
 
-def _error_line(exc: BaseException) -> str:
+def _send_error(exc: BaseException) -> None:
     status = "oom" if memory.is_out_of_memory(exc) else "error"
-    message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:MESSAGE_CHARS]
-    return "CELL_ERROR " + json.dumps({"status": status, "error": message})
+    protocol.send_cell_error(status, f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+                             [:MESSAGE_CHARS])
 
 
 def run_task(task: dict) -> int:
@@ -485,7 +486,7 @@ def run_task(task: dict) -> int:
         ranks = RUNNERS[task["framework"]](task)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc(file=sys.stderr)
-        print(_error_line(exc), flush=True)
+        _send_error(exc)
         sys.stderr.flush()
         os._exit(1)
     lead = ranks.rank == 0
@@ -503,22 +504,21 @@ def run_task(task: dict) -> int:
     fired: list = []
     for index, cell in enumerate(task["cells"]):
         if lead:
-            print(f"START {index}", flush=True)
+            protocol.send_start(index)
         try:
             result = measure_cell(ranks, cell, task, fault, fired)
         except Exception as exc:  # noqa: BLE001 - a failing cell is a result; the launch ends
             traceback.print_exc(file=sys.stderr)
-            print(_error_line(exc), flush=True)
+            _send_error(exc)
             sys.stderr.flush()
             os._exit(1)  # never reuse a process group in an unknown state
         if lead:
             metrics, labels, raw = result
-            append_record(run_dir, {"run_id": task["run_id"], "cell": cell, "env": env,
-                                    "status": "ok", "metrics": metrics, "labels": labels,
-                                    "raw": raw, "error": None})
+            append_record(run_dir, Record(run_id=task["run_id"], cell=cell, status="ok",
+                                          metrics=metrics, labels=labels, raw=raw, env=env))
     ranks.close()
     if lead:
-        print("FINISHED", flush=True)
+        protocol.send_finished()
     return 0
 
 

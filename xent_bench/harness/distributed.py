@@ -12,8 +12,9 @@ modelled bytes each rank sends in collectives.
 The harness owns each launch. Cells are grouped by (framework, world); one launch measures a
 group's cells one after another:
 
-- torch: ``world`` processes (``python -m xent_bench.harness.dist_worker``) with ``MASTER_ADDR=127.0.0.1``,
-  a free ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``, joined in a gloo process group;
+- torch: ``world`` processes (``python -m xent_bench.harness.dist_worker``) with
+  ``MASTER_ADDR=127.0.0.1``, a free ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``, joined in a
+  gloo process group;
 - jax: one process with ``XLA_FLAGS=--xla_force_host_platform_device_count=world``;
 - tensorflow: one process with ``world`` logical CPU devices (DTensor).
 
@@ -28,27 +29,23 @@ this project's CPU machine has 2 cores, so 2 ranks already fill it).
 
 from __future__ import annotations
 
-import json
-import os
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import xent_impls
 from xent_bench.harness import runner
-from xent_bench.harness.cells import PASSES, cell_key, describe, make_cell
+from xent_bench.harness.cells import make_cell
+from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
-from xent_bench.harness.records import append_record, finished_keys, load_records, repair_tail
+from xent_bench.harness.records import Record
+from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 from xent_impls import Case
 from xent_impls.distributed import get_impl, modelled_comm_bytes
+from xent_impls.vocabulary import MEASURED_FRAMEWORKS, PASSES
 
-FRAMEWORKS = ("torch", "jax", "tensorflow")
+FRAMEWORKS = MEASURED_FRAMEWORKS
 DEFAULT_FRAMEWORKS = ("torch", "jax")
 DEFAULT_WORLDS = (1, 2, 4)
 # 1024 x 32000: a language-model-sized row (32000 classes); 4096 x 1000: many short rows, where
@@ -61,7 +58,6 @@ CELL_TIMEOUT_S = 120.0
 STARTUP_TIMEOUT_S = 180.0
 # Backstop of torch.distributed's own collective timeout (the harness kills hung launches).
 GROUP_TIMEOUT_S = 600
-POLL_S = 0.2
 
 # Allocator settings of a launch. "mmap" (the default here): every allocation of 1 MiB or more is
 # mapped on its own and returned to the OS when freed. glibc's default threshold drifts (up to 32
@@ -143,143 +139,33 @@ def launch_env(framework: str, world: int, threads: int, allocator: str) -> list
     return [base]
 
 
-def _reader(rank: int, stream, sink: queue.Queue) -> None:
-    for line in stream:
-        sink.put((rank, line.rstrip("\n")))
-    sink.put((rank, None))
+DIST_WORKER_MODULE = "xent_bench.harness.dist_worker"
 
 
-def _fate(returncode: int | None) -> str:
-    return "still running" if returncode is None else runner.describe_exit(returncode)
-
-
-def _tail(path: Path, lines: int = 2) -> str:
-    try:
-        text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])[-300:]
-
-
-class Launch:
-    """The processes of one launch, their output, and their teardown."""
-
-    def __init__(self, task: dict, run_dir: Path, name: str):
-        self.run_dir, self.name = run_dir, name
-        self.task_path = run_dir / f".dist-task-{name}.json"
-        self.task_path.write_text(json.dumps(task))
-        envs = launch_env(task["framework"], task["world"], task["threads"], task["allocator"])
-        self.lines: queue.Queue = queue.Queue()
-        self.procs: list[subprocess.Popen] = []
-        self.logs = [run_dir / f".dist-{name}-p{i}.log" for i in range(len(envs))]
-        self.pgid = None
-        command = [sys.executable, "-m", "xent_bench.harness.dist_worker", str(self.task_path)]
-        try:
-            for i, env in enumerate(envs):
-                with open(self.logs[i], "w") as log:
-                    # All processes of the launch share one process group (the first is its
-                    # leader), so one killpg tears the launch down, children included.
-                    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, text=True, process_group=self.pgid or 0)
-                self.pgid = self.pgid or proc.pid
-                self.procs.append(proc)
-                threading.Thread(target=_reader, args=(i, proc.stdout, self.lines),
-                                 daemon=True).start()
-        except OSError:
-            if self.procs:
-                self.finish()
-            raise
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def finish(self) -> None:
-        """Kill whatever is left, reap every process, move the logs into ``workers.log``."""
-        if any(p.poll() is None for p in self.procs):
-            self.kill()
-        for p in self.procs:
-            p.wait()
-            p.stdout.close()
-        with open(self.run_dir / runner.WORKER_LOG, "a") as out:
-            for i, path in enumerate(self.logs):
-                out.write(f"\n===== {self.name} process {i} ({_fate(self.procs[i].returncode)}) "
-                          f"=====\n")
-                if path.exists():
-                    out.write(path.read_text(errors="replace"))
-                    path.unlink()
-        self.task_path.unlink(missing_ok=True)
+def launch_failure(outcome: Outcome) -> Failure | None:
+    """The failure of a vocabulary-parallel launch, or None when it finished: each process's
+    fate, the cause first (``_failure_message``); ``oom`` when a rank ran out of memory."""
+    if outcome.ok:
+        return None
+    message = _failure_message(outcome.codes, outcome.cell_errors, outcome.timed_out,
+                               outcome.timeout_s, outcome.tails, outcome.phase)
+    oom = any(e.get("status") == "oom" for e in outcome.cell_errors.values())
+    return Failure(outcome.current, "oom" if oom else "error", message)
 
 
 def run_launch(task: dict, run_dir: Path, name: str, progress: Progress,
                cell_timeout_s: float, startup_timeout_s: float = STARTUP_TIMEOUT_S
-               ) -> tuple[int | None, dict | None]:
-    """Run one launch to its end. Returns ``(index of the cell it failed in, or None; failure
-    ({"status", "error"}) or None)``. Start-up (imports, the process group's rendezvous) has its
-    own timeout, since several ranks importing a framework on a small machine take a while; each
-    cell then has ``cell_timeout_s`` from its start."""
+               ) -> Failure | None:
+    """Run one launch to its end; its failure, or None. Start-up (imports, the process group's
+    rendezvous) has its own timeout, since several ranks importing a framework on a small
+    machine take a while; each cell then has ``cell_timeout_s`` from its start."""
+    envs = launch_env(task["framework"], task["world"], task["threads"], task["allocator"])
     try:
-        launch = Launch(task, run_dir, name)
+        launch = Launch(DIST_WORKER_MODULE, task, envs, run_dir, name)
     except OSError as exc:  # e.g. the group's leader died before the next rank could join it
-        return None, {"status": "error", "error": f"could not start the launch: {exc}"}
-    current, failure, cell_errors = None, None, {}
-    finished_ranks: set[int] = set()
-    deadline = time.monotonic() + startup_timeout_s
-    timeout_now = startup_timeout_s
-    timed_out = False
-    try:
-        while True:
-            try:
-                rank, line = launch.lines.get(timeout=POLL_S)
-            except queue.Empty:
-                rank, line = None, None
-            if line is not None:
-                if line.startswith("START "):
-                    if current is not None:
-                        progress.advance()
-                    current = int(line.split()[1])
-                    progress.start(describe(task["cells"][current]))
-                    deadline = time.monotonic() + cell_timeout_s
-                    timeout_now = cell_timeout_s
-                elif line == "FINISHED" and current is not None:
-                    progress.advance()
-                    current = None
-                elif line.startswith("CELL_ERROR "):
-                    cell_errors[rank] = json.loads(line[len("CELL_ERROR "):])
-            elif rank is not None:
-                finished_ranks.add(rank)
-            codes = [p.poll() for p in launch.procs]
-            if any(code not in (None, 0) for code in codes):
-                # One rank failed: the others cannot finish the cell (they would wait in a
-                # collective). A short grace lets them print their own error first.
-                time.sleep(min(1.0, cell_timeout_s))
-                break
-            if all(code == 0 for code in codes) and len(finished_ranks) == len(launch.procs):
-                break
-            if time.monotonic() > deadline:
-                timed_out = True
-                break
-    finally:
-        own_codes = [p.poll() for p in launch.procs]  # None: still running, killed below
-        tails = [_tail(path) for path in launch.logs]  # before finish() moves the logs
-        launch.finish()  # kills whatever is still running (a hung launch included)
-        while True:  # lines written just before the end (a late CELL_ERROR)
-            try:
-                rank, line = launch.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line and line.startswith("CELL_ERROR "):
-                cell_errors[rank] = json.loads(line[len("CELL_ERROR "):])
-    if not timed_out and all(code == 0 for code in own_codes):
-        return None, None
-    phase = "start-up" if current is None else "the cell"
-    failure = {"status": "error", "error": _failure_message(own_codes, cell_errors, timed_out,
-                                                            timeout_now, tails, phase)}
-    if any(e.get("status") == "oom" for e in cell_errors.values()):
-        failure["status"] = "oom"
-    return current, failure
+        return Failure(None, "error", f"could not start the launch: {exc}")
+    return launch_failure(watch(launch, task["cells"], progress, cell_timeout_s,
+                                startup_timeout_s))
 
 
 def _failure_message(own_codes: list, cell_errors: dict, timed_out: bool, timeout_s: float,
@@ -308,7 +194,7 @@ def _failure_message(own_codes: list, cell_errors: dict, timed_out: bool, timeou
             if own_codes[i] is None:
                 parts.append(f"{who(i)} was still running and was killed by the harness")
                 continue
-            text = f"{who(i)} {_fate(own_codes[i])}"
+            text = f"{who(i)} {describe_exit(own_codes[i])}"
             if own_codes[i] == -signal.SIGKILL:
                 text += " (out of memory, or killed from outside)"
             if i in cell_errors:
@@ -336,46 +222,27 @@ def run_distributed(run_dir: Path, cells: list[dict], timeout_s: float = CELL_TI
         meta = runner.read_meta(run_dir)
     else:
         runner.write_meta(run_dir, meta)
-    if repair_tail(run_dir):
-        print(f"note: {run_dir}/records.jsonl ended in a cut-off line; it is skipped",
-              file=sys.stderr)
-    done = finished_keys(load_records(run_dir))
-    todo = [c for c in cells if cell_key(c) not in done]
-    bar = Progress(total=len(cells), initial=len(cells) - len(todo), enabled=progress)
-    groups: OrderedDict[tuple[str, int], list[dict]] = OrderedDict()
-    for cell in todo:
-        groups.setdefault((cell["framework"], cell["world"]), []).append(cell)
+    repair(run_dir)
+    bar = Progress(total=len(cells), initial=len(cells) - len(pending(cells, run_dir)),
+                   enabled=progress)
     env = {"cpu_model": meta["machine"]["cpu_model"], "git_commit": meta["machine"]["git_commit"],
            "device": meta["device"]}
+
+    def launch_group(key: tuple[str, int], remaining: list[dict], attempt: int, bar: Progress):
+        fw, world = key
+        task = {"run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
+                "world": world, "threads": meta["threads"], "allocator": meta["allocator"],
+                "cells": remaining, "budget_s": meta["budget_s"],
+                "min_rounds": meta["min_rounds"], "max_rounds": meta["max_rounds"],
+                "group_timeout_s": GROUP_TIMEOUT_S, "env": env}
+        return run_launch(task, run_dir, f"{fw}-w{world}-{attempt}", bar, timeout_s,
+                          startup_timeout_s)
+
     try:
-        for (fw, world), remaining in groups.items():
-            attempt = 0
-            while remaining:
-                attempt += 1
-                task = {"run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
-                        "world": world, "threads": meta["threads"],
-                        "allocator": meta["allocator"], "cells": remaining,
-                        "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
-                        "max_rounds": meta["max_rounds"], "group_timeout_s": GROUP_TIMEOUT_S,
-                        "env": env}
-                died, failure = run_launch(task, run_dir, f"{fw}-w{world}-{attempt}", bar,
-                                           timeout_s, startup_timeout_s)
-                if failure is None:
-                    break
-                on_disk = finished_keys(load_records(run_dir))
-                if died is None:  # failed before its first cell: start-up is broken
-                    bar.note(f"{fw} world {world}: {failure['error']}; its {len(remaining)} "
-                             f"cells are recorded as errors")
-                    failed = [c for c in remaining if cell_key(c) not in on_disk]
-                else:
-                    bar.note(f"{fw} world {world}: {failure['error']} during "
-                             f"{describe(remaining[died])}")
-                    failed = [remaining[died]] if cell_key(remaining[died]) not in on_disk else []
-                for cell in failed:
-                    append_record(run_dir, error_record(meta, cell, failure, env))
-                    bar.advance()
-                on_disk = finished_keys(load_records(run_dir))
-                remaining = [c for c in remaining if cell_key(c) not in on_disk]
+        run_groups(run_dir, cells, group_of=lambda c: (c["framework"], c["world"]),
+                   label_of=lambda key: f"{key[0]} world {key[1]}", launch_group=launch_group,
+                   error_record=lambda cell, failure: error_record(meta, cell, failure, env),
+                   progress=bar)
     finally:
         bar.close()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -383,17 +250,15 @@ def run_distributed(run_dir: Path, cells: list[dict], timeout_s: float = CELL_TI
     return run_dir
 
 
-def error_record(meta: dict, cell: dict, failure: dict, env: dict) -> dict:
+def error_record(meta: dict, cell: dict, failure: Failure, env: dict) -> Record:
     """The record of a cell whose launch failed; it keeps the modelled communication, which does
     not depend on the measurement."""
     itemsize = xent_impls.numpy_dtype(cell["dtype"]).itemsize
     comm = modelled_comm_bytes(cell["n"], cell["c"], cell["world"], cell["form"], cell["pass"],
                                itemsize)
-    return {"run_id": meta["run_id"], "cell": cell, "status": failure["status"],
-            "error": failure["error"], "metrics": {"comm_bytes_per_rank": comm,
-                                                   "world": float(cell["world"])},
-            "labels": {}, "raw": {}, "env": env | {"source": "distributed",
-                                                   "world": cell["world"]}}
+    return Record(run_id=meta["run_id"], cell=cell, status=failure.status, error=failure.message,
+                  metrics={"comm_bytes_per_rank": comm, "world": float(cell["world"])},
+                  env=env | {"source": "distributed", "world": cell["world"]})
 
 
 def new_meta(cells: list[dict], *, threads: int, allocator: str, budget_s: float,

@@ -13,20 +13,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 from xent_bench.harness import floor, provenance
-from xent_bench.harness.cells import cell_key, describe
+from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
-from xent_bench.harness.records import append_record, finished_keys, load_records, repair_tail
+from xent_bench.harness.records import Record
+from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 
 META = "meta.json"
-WORKER_LOG = "workers.log"
 
 ALLOCATORS = {
     # glibc defaults: buffers above the mmap threshold (at most 32 MiB) are mapped on every
@@ -61,100 +58,31 @@ def worker_env(threads: int, allocator: str) -> dict:
     return env
 
 
-def describe_exit(returncode: int) -> str:
-    """How a child process ended, for error records."""
-    if returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
+WORKER_MODULE = "xent_bench.harness.worker"
+CELL_TIMEOUT_S = 900.0
+CEILINGS_TIMEOUT_S = 600.0
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    keep = [ln for ln in text if ln.strip()][-lines:]
-    return " | ".join(keep)[-400:]
+def worker_failure(outcome: Outcome, cell_timeout_s: float) -> Failure | None:
+    """The failure of a framework worker's launch, or None when it finished."""
+    if outcome.ok:
+        return None
+    code = outcome.codes[0]
+    if outcome.timed_out:
+        why = f"timed out after {cell_timeout_s:g} s and was killed"
+    else:
+        why = describe_exit(code)
+        if code == -signal.SIGKILL:
+            why += " (out of memory, or killed from outside)"
+    detail = outcome.tails[0]
+    return Failure(outcome.current, "error", f"worker {why}" + (f": {detail}" if detail else ""))
 
 
-def _spawn(task: dict, run_dir: Path, env: dict, name: str):
-    task_path = run_dir / f".task-{name}.json"
-    task_path.write_text(json.dumps(task))
-    log = open(run_dir / WORKER_LOG, "a")
-    log.write(f"\n===== worker {name} started {time.strftime('%H:%M:%S')} =====\n")
-    log.flush()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xent_bench.harness.worker", str(task_path)],
-        stdout=subprocess.PIPE, stderr=log, env=env, text=True, start_new_session=True,
-    )
-    return proc, log
-
-
-def _read_lines(proc, sink: list, event: threading.Event):
-    for line in proc.stdout:
-        sink.append(line.rstrip("\n"))
-        event.set()
-    event.set()
-
-
-def _run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progress,
-                cell_timeout_s: float) -> tuple[int | None, str, int]:
-    """Run one worker to completion. Returns (index of the cell it died in or None, message,
-    number of cells finished)."""
-    proc, log = _spawn(task, run_dir, env, name)
-    lines: list[str] = []
-    event = threading.Event()
-    reader = threading.Thread(target=_read_lines, args=(proc, lines, event), daemon=True)
-    reader.start()
-    current, seen, finished = None, 0, 0
-    deadline = time.monotonic() + cell_timeout_s
-    timed_out = False
-    try:
-        while proc.poll() is None or seen < len(lines) or reader.is_alive():
-            event.wait(timeout=0.5)
-            event.clear()
-            while seen < len(lines):
-                line = lines[seen]
-                seen += 1
-                if line.startswith("START "):
-                    if current is not None:
-                        progress.advance()
-                        finished += 1
-                    current = int(line.split()[1])
-                    progress.start(describe(task["cells"][current]))
-                    deadline = time.monotonic() + cell_timeout_s
-                elif line == "FINISHED":
-                    if current is not None:
-                        progress.advance()
-                        finished += 1
-                    current = None
-                elif line.startswith("CEILINGS "):
-                    task["_ceilings"] = json.loads(line[len("CEILINGS "):])
-            if proc.poll() is None and time.monotonic() > deadline:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGKILL)
-            if proc.poll() is not None and not reader.is_alive() and seen >= len(lines):
-                break
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        reader.join(timeout=5.0)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
-        (run_dir / f".task-{name}.json").unlink(missing_ok=True)
-    if proc.returncode == 0:
-        return None, "", finished
-    why = (f"timed out after {cell_timeout_s:g} s and was killed" if timed_out
-           else describe_exit(proc.returncode))
-    if proc.returncode == -signal.SIGKILL and not timed_out:
-        why += " (out of memory, or killed from outside)"
-    detail = _tail(run_dir / WORKER_LOG)
-    return current, f"worker {why}" + (f": {detail}" if detail else ""), finished
+def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progress,
+               cell_timeout_s: float) -> Outcome:
+    """One framework worker over ``task`` (its cells, or a ceilings measurement), to its end."""
+    launch = Launch(WORKER_MODULE, task, [env], run_dir, name)
+    return watch(launch, task["cells"], progress, cell_timeout_s, cell_timeout_s)
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:
@@ -178,31 +106,46 @@ def measure_ceilings(run_dir: Path, meta: dict, frameworks: list[str], progress:
                 "device": meta["device"], "threads": meta["threads"],
                 "allocator": meta["allocator"], "mode": "ceilings", "cells": []}
         progress.note(f"measuring {fw} copy / read / exp ceilings on {meta['device']} ...")
-        died, message, _ = _run_worker(task, run_dir, env, f"{fw}-ceilings", progress, 600)
-        if "_ceilings" in task:
-            per_fw[fw] = task["_ceilings"]
+        outcome = run_worker(task, run_dir, env, f"{fw}-ceilings", progress, CEILINGS_TIMEOUT_S)
+        if outcome.ceilings is not None:
+            per_fw[fw] = outcome.ceilings
         else:
-            progress.note(f"{fw}: ceiling measurement failed: {message}")
+            failure = worker_failure(outcome, CEILINGS_TIMEOUT_S)
+            progress.note(f"{fw}: ceiling measurement failed: "
+                          f"{failure.message if failure else 'no ceilings reported'}")
     if not per_fw:
         raise RuntimeError("no framework could measure the machine ceilings; see workers.log")
     return {"per_framework": per_fw, "best": floor.best_ceilings(per_fw)}
 
 
 def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = True,
-              cell_timeout_s: float = 900.0) -> Path:
+              cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
     """Measure ``cells`` into ``run_dir`` (new or resumed). Returns the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if repair_tail(run_dir):
-        print(f"note: {run_dir}/records.jsonl ended in a cut-off line; it is skipped",
-              file=sys.stderr)
-    done = finished_keys(load_records(run_dir))
-    todo = [c for c in cells if cell_key(c) not in done]
-    bar = Progress(total=len(cells), initial=len(cells) - len(todo), enabled=progress)
+    repair(run_dir)
+    bar = Progress(total=len(cells), initial=len(cells) - len(pending(cells, run_dir)),
+                   enabled=progress)
+    env_record = {"cpu_model": meta["machine"]["cpu_model"],
+                  "git_commit": meta["machine"]["git_commit"], "device": meta["device"]}
+
+    def launch_group(fw: str, remaining: list[dict], attempt: int, bar: Progress):
+        task = {
+            "run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
+            "device": meta["device"], "threads": meta["threads"],
+            "allocator": meta["allocator"], "mode": "cells", "cells": remaining,
+            "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
+            "max_rounds": meta["max_rounds"],
+            "ceilings": (meta.get("ceilings") or {}).get("best"), "env": env_record,
+        }
+        outcome = run_worker(task, run_dir, env, f"{fw}-{attempt}", bar, cell_timeout_s)
+        return worker_failure(outcome, cell_timeout_s)
+
+    def error_record(cell: dict, failure: Failure) -> Record:
+        return Record(run_id=meta["run_id"], cell=cell, status=failure.status,
+                      error=failure.message, env=env_record)
+
     try:
-        by_fw: OrderedDict[str, list[dict]] = OrderedDict()
-        for cell in todo:
-            by_fw.setdefault(cell["framework"], []).append(cell)
         if any(c["kind"] == "timing" for c in cells) and "ceilings" not in meta:
             # NumPy joins on CPU: its exp and copy are often the fastest the machine can do.
             frameworks = sorted({c["framework"] for c in cells if c["kind"] == "timing"}
@@ -210,40 +153,8 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
             meta["ceilings"] = measure_ceilings(run_dir, meta, frameworks, bar)
             write_meta(run_dir, meta)
         env = worker_env(meta["threads"], meta["allocator"])
-        for fw, remaining in by_fw.items():
-            attempt = 0
-            while remaining:
-                attempt += 1
-                task = {
-                    "run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
-                    "device": meta["device"], "threads": meta["threads"],
-                    "allocator": meta["allocator"], "mode": "cells", "cells": remaining,
-                    "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
-                    "max_rounds": meta["max_rounds"],
-                    "ceilings": (meta.get("ceilings") or {}).get("best"),
-                    "env": {"cpu_model": meta["machine"]["cpu_model"],
-                            "git_commit": meta["machine"]["git_commit"],
-                            "device": meta["device"]},
-                }
-                died, message, _ = _run_worker(task, run_dir, env, f"{fw}-{attempt}", bar,
-                                               cell_timeout_s)
-                if not message:
-                    break
-                # Cells the worker finished are on disk; the one it died in becomes an error.
-                on_disk = finished_keys(load_records(run_dir))
-                if died is None:  # died before its first cell (import error, bad device...)
-                    bar.note(f"{fw}: {message}; its {len(remaining)} cells are recorded as errors")
-                    failed = [c for c in remaining if cell_key(c) not in on_disk]
-                else:
-                    bar.note(f"{fw}: {message} during {describe(remaining[died])}")
-                    failed = [remaining[died]] if cell_key(remaining[died]) not in on_disk else []
-                for cell in failed:
-                    append_record(run_dir, {"run_id": meta["run_id"], "cell": cell,
-                                            "status": "error", "error": message, "metrics": {},
-                                            "labels": {}, "raw": {}, "env": task["env"]})
-                    bar.advance()
-                remaining = [c for c in remaining if cell_key(c) not in
-                             finished_keys(load_records(run_dir))]
+        run_groups(run_dir, cells, group_of=lambda c: c["framework"], label_of=str,
+                   launch_group=launch_group, error_record=error_record, progress=bar)
     finally:
         bar.close()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,6 +1,7 @@
 """A framework worker: measures a list of cells of one framework in its own process.
 
-Run as ``python -m xent_bench.harness.worker TASK.json`` by the runner (``xent_bench/harness/runner.py``), which
+Run as ``python -m xent_bench.harness.worker TASK.json`` by the runner
+(``xent_bench/harness/runner.py``), which
 sets threads and allocator variables in the environment before the framework is imported. Each
 finished cell is appended to the run's record file at once. On standard output the worker
 announces ``START i`` before cell ``i``, so the runner knows which cell a crash interrupted.
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 import xent_impls
-from xent_bench.harness import agreement, behaviour, floor, memory
+from xent_bench.harness import agreement, behaviour, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
-from xent_bench.harness.records import append_record
+from xent_bench.harness.records import Record, append_record
 from xent_bench.harness.timing import perf_counter_rounds, time_step
 from xent_impls.api import to_framework_inputs
 from xent_impls.checks import check
@@ -139,30 +140,29 @@ def run_task(task: dict) -> int:
     }
 
     if task.get("mode") == "ceilings":
-        result = floor.measure_ceilings(be, device)
-        print("CEILINGS " + json.dumps(result), flush=True)
+        protocol.send_ceilings(floor.measure_ceilings(be, device))
         return 0
 
     for index, cell in enumerate(task["cells"]):
-        print(f"START {index}", flush=True)
+        protocol.send_start(index)
         impl = xent_impls.get(cell["impl"])
-        record = {"run_id": task["run_id"], "cell": cell, "env": env}
         try:
             metrics, labels, raw = MEASURE[cell["kind"]](impl, cell, task)
-            record |= {"status": "ok", "metrics": metrics, "labels": labels, "raw": raw,
-                       "error": None}
+            record = Record(run_id=task["run_id"], cell=cell, status="ok", metrics=metrics,
+                            labels=labels, raw=raw, env=env)
         except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
             status = "oom" if memory.is_out_of_memory(exc) else "error"
             message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
             traceback.print_exc(file=sys.stderr)
-            record |= {"status": status, "metrics": {}, "labels": {}, "raw": {},
-                       "error": message}
+            metrics = {}
             if status == "oom":
                 case = cell_case(cell)
-                record["metrics"] = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
-                                                        cell["pass"])
+                metrics = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
+                                              cell["pass"])
+            record = Record(run_id=task["run_id"], cell=cell, status=status, metrics=metrics,
+                            env=env, error=message)
         append_record(run_dir, record)
-    print("FINISHED", flush=True)
+    protocol.send_finished()
     return 0
 
 

@@ -1,0 +1,221 @@
+"""One launch of worker processes: start them, watch their protocol lines, tear them down.
+
+A launch is one or more processes running ``python -m MODULE TASK.json`` over the same task:
+one framework worker (``worker.py``), or the ranks of a vocabulary-parallel launch
+(``dist_worker.py``). Every process of a launch is in one process group (the first is its
+leader), so one ``killpg`` tears the launch down, children included. Each process writes its
+standard error to a log of its own, appended to the run's ``workers.log`` when the launch ends.
+
+:func:`watch` follows the protocol (``protocol.py``): progress on ``START``/``FINISHED``, a
+deadline per cell (and one for start-up), the captured ``CEILINGS`` and ``CELL_ERROR``
+payloads. It stops when every process has exited, when one exits with a non-zero status (the
+others could not finish the cell: they would wait in a collective), or at the deadline, and
+returns an :class:`Outcome`; each caller words its own error message from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from xent_bench.harness import protocol
+from xent_bench.harness.cells import describe
+from xent_bench.harness.progress import Progress
+
+WORKER_LOG = "workers.log"
+POLL_S = 0.2
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a child process ended, for error records."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def tail(path: Path, lines: int = 3, chars: int = 400) -> str:
+    """The last non-empty ``lines`` of a log, joined on one line (for error messages)."""
+    try:
+        text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])[-chars:]
+
+
+def _reader(index: int, stream, sink: queue.Queue) -> None:
+    for line in stream:
+        sink.put((index, line.rstrip("\n")))
+    sink.put((index, None))
+
+
+class Launch:
+    """The processes of one launch, their output, and their teardown."""
+
+    def __init__(self, module: str, task: dict, envs: list[dict], run_dir: Path, name: str):
+        self.run_dir, self.name = Path(run_dir), name
+        self.task_path = self.run_dir / f".task-{name}.json"
+        self.task_path.write_text(json.dumps(task))
+        self.lines: queue.Queue = queue.Queue()
+        self.procs: list[subprocess.Popen] = []
+        self.readers: list[threading.Thread] = []
+        self.logs = [self.run_dir / f".log-{name}-p{i}.log" for i in range(len(envs))]
+        self.pgid = None
+        command = [sys.executable, "-m", module, str(self.task_path)]
+        try:
+            for i, env in enumerate(envs):
+                with open(self.logs[i], "w") as log:
+                    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log,
+                                            env=env, text=True, process_group=self.pgid or 0)
+                self.pgid = self.pgid or proc.pid
+                self.procs.append(proc)
+                reader = threading.Thread(target=_reader, args=(i, proc.stdout, self.lines),
+                                          daemon=True)
+                reader.start()
+                self.readers.append(reader)
+        except OSError:
+            if self.procs:
+                self.finish()
+            raise
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def finish(self) -> None:
+        """Kill whatever is left, reap every process, move the logs into ``workers.log``."""
+        if any(p.poll() is None for p in self.procs):
+            self.kill()
+        for p in self.procs:
+            p.wait()
+        for reader in self.readers:  # every line the processes wrote reaches the queue
+            reader.join(timeout=5.0)
+        for p in self.procs:
+            p.stdout.close()
+        with open(self.run_dir / WORKER_LOG, "a") as out:
+            for i, path in enumerate(self.logs):
+                who = "worker" if len(self.procs) == 1 else f"process {i}"
+                out.write(f"\n===== {self.name} {who} ({describe_exit(self.procs[i].returncode)})"
+                          f" =====\n")
+                if path.exists():
+                    out.write(path.read_text(errors="replace"))
+                    path.unlink()
+        self.task_path.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a launch ended.
+
+    Attributes:
+      current: index of the cell the launch was in when it ended (None: before the first cell,
+        or after the last).
+      codes: each process's exit status before the harness killed the launch (None: still
+        running then, so killed by the harness).
+      cell_errors: ``CELL_ERROR`` payloads by process index.
+      timed_out: whether the deadline ended the launch.
+      timeout_s: the deadline in force then (start-up or per cell).
+      tails: the last lines of each process's log.
+      ceilings: the ``CEILINGS`` payload, if one came.
+    """
+
+    current: int | None
+    codes: list[int | None]
+    cell_errors: dict[int, dict]
+    timed_out: bool
+    timeout_s: float
+    tails: list[str]
+    ceilings: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and all(code == 0 for code in self.codes)
+
+    @property
+    def phase(self) -> str:
+        return "start-up" if self.current is None else "the cell"
+
+
+def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s: float,
+          startup_timeout_s: float) -> Outcome:
+    """Follow ``launch`` to its end (see the module docstring). Start-up (imports, a process
+    group's rendezvous) has its own timeout; each cell then has ``cell_timeout_s`` from its
+    ``START``."""
+    current, cell_errors, ceilings = None, {}, None
+    finished: set[int] = set()  # processes whose output has ended
+    deadline = time.monotonic() + startup_timeout_s
+    timeout_now = startup_timeout_s
+    timed_out = False
+
+    def handle(index: int, line: str) -> None:
+        nonlocal current, deadline, timeout_now, ceilings
+        message = protocol.parse(line)
+        if message is None:
+            return
+        if message.kind == protocol.START and 0 <= message.index < len(cells):
+            if current is not None:
+                progress.advance()
+            current = message.index
+            progress.start(describe(cells[current]))
+            deadline = time.monotonic() + cell_timeout_s
+            timeout_now = cell_timeout_s
+        elif message.kind == protocol.FINISHED and current is not None:
+            progress.advance()
+            current = None
+        elif message.kind == protocol.CEILINGS:
+            ceilings = message.payload
+        elif message.kind == protocol.CELL_ERROR:
+            cell_errors[index] = message.payload
+
+    def take(index: int, line: str | None) -> None:
+        if line is None:  # that process's output has ended
+            finished.add(index)
+        else:
+            handle(index, line)
+
+    def drain() -> None:
+        while True:
+            try:
+                take(*launch.lines.get_nowait())
+            except queue.Empty:
+                return
+
+    try:
+        while True:
+            try:
+                take(*launch.lines.get(timeout=POLL_S))
+            except queue.Empty:
+                pass
+            drain()  # every line that has come, before judging the processes' state
+            codes = [p.poll() for p in launch.procs]
+            if any(code not in (None, 0) for code in codes):
+                # One process failed: the others cannot finish the cell (they would wait in a
+                # collective). A short grace lets them print their own error first.
+                time.sleep(min(1.0, cell_timeout_s))
+                break
+            if all(code == 0 for code in codes) and len(finished) == len(launch.procs):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+    finally:
+        codes = [p.poll() for p in launch.procs]  # None: still running, killed below
+        tails = [tail(path) for path in launch.logs]  # before finish() moves the logs
+        launch.finish()  # kills whatever is still running (a hung launch included)
+        drain()  # lines written just before the end (the START of a cell that crashed, a late
+        # CELL_ERROR)
+    return Outcome(current, codes, cell_errors, timed_out, timeout_now, tails, ceilings)
