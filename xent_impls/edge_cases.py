@@ -13,8 +13,8 @@ framework is handed (odd dtypes and shapes included: uint8 labels stay uint8, la
   value returned without an error is then a silent wrong answer.
 
 ``xent-bench behaviour`` runs every probe against every implementation in worker processes and
-reports what each framework does (``xent_bench/harness/behaviour.py``); the checked-mode tests run every
-bad probe through ``evaluate(..., checked=True)``.
+reports what each framework does (``xent_bench/harness/behaviour.py``); the checked-mode tests
+run every bad probe through ``evaluate(..., checked=True)``.
 
 All probes use float32 logits of 8 x 5 (seeded) unless the probe is about the shape, so that
 compiled variants compile few shapes; the crash probe uses a batch of 256, large enough for a

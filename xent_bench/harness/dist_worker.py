@@ -120,7 +120,9 @@ class TorchRanks:
         import torch
         import torch.distributed as dist
 
-        self.torch, self.dist = torch, dist
+        from xent_impls.backends import torch_arrays
+
+        self.torch, self.dist, self.arrays = torch, dist, torch_arrays
         self.world = int(os.environ["WORLD_SIZE"])
         self.rank = int(os.environ["RANK"])
         if self.world != task["world"]:
@@ -145,7 +147,7 @@ class TorchRanks:
         from xent_impls.distributed.torch_vocab_parallel import vocab_parallel_cross_entropy
 
         torch = self.torch
-        x, t = self.to_tensor(block), self.to_tensor(targets)
+        x, t = self.arrays.to_framework(block, "cpu"), self.arrays.to_framework(targets, "cpu")
 
         def loss_of(x, t):
             return vocab_parallel_cross_entropy(x, t, vocab_start=vocab_start)
@@ -162,22 +164,6 @@ class TorchRanks:
                 return loss.detach(), dx
 
         return step, [(x, t)]
-
-    def to_tensor(self, array: np.ndarray):
-        """``array`` as a CPU tensor, bit for bit (bfloat16 travels as its raw 16-bit words;
-        integer labels become int64)."""
-        array = np.ascontiguousarray(array)
-        if array.dtype == xent_impls.numpy_dtype("bfloat16"):
-            return self.torch.from_numpy(array.view(np.int16)).view(self.torch.bfloat16)
-        if np.issubdtype(array.dtype, np.integer):
-            return self.torch.from_numpy(array.astype(np.int64, copy=False))
-        return self.torch.from_numpy(array)
-
-    def to_numpy(self, tensor) -> np.ndarray:
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == self.torch.bfloat16:
-            return tensor.view(self.torch.int16).numpy().view(xent_impls.numpy_dtype("bfloat16"))
-        return tensor.numpy()
 
     def sync(self, out) -> None:
         # CPU ops are synchronous; the barrier makes the round end when the slowest rank ends.
@@ -212,7 +198,8 @@ class TorchRanks:
             return None
         spread = max(float((a.double() - losses[0].double()).abs().max()) if rows else 0.0
                      for a in losses)
-        return (self.to_numpy(losses[0]), None if grad is None else self.to_numpy(grad),
+        to_numpy = self.arrays.to_numpy
+        return (to_numpy(losses[0]), None if grad is None else to_numpy(grad),
                 spread)
 
     def gather_stats(self, stats: dict) -> list[dict] | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
-import ml_dtypes
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from xent_impls.backends.torch_arrays import to_framework, to_numpy
+
+__all__ = ["to_framework", "to_numpy"]  # with the functions below, the backend interface
 
 FRAMEWORK = "torch"
 SYNC_METHOD = "torch.cuda.synchronize() on CUDA; CPU ops are synchronous"
@@ -36,30 +38,6 @@ def has_device(device: str) -> bool:
 
 def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-
-
-def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False) -> torch.Tensor:
-    """``array`` on ``device``, bit for bit (bfloat16 travels as its raw 16-bit words). On CPU
-    the tensor shares the array's memory; a read-only array is copied first, since PyTorch
-    tensors are always writable. Integer labels become int64 (what ``F.cross_entropy`` takes)
-    unless ``keep_dtype`` (the behaviour probes hand over uint8 or int32 labels as they are)."""
-    array = np.ascontiguousarray(array)
-    if not array.flags.writeable:
-        array = array.copy()
-    if array.dtype == np.dtype(ml_dtypes.bfloat16):
-        tensor = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-    elif np.issubdtype(array.dtype, np.integer) and not keep_dtype:
-        tensor = torch.from_numpy(array.astype(np.int64, copy=False))
-    else:
-        tensor = torch.from_numpy(array)
-    return tensor.to(device)
-
-
-def to_numpy(x: torch.Tensor) -> np.ndarray:
-    x = x.detach().cpu()
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return x.numpy()
 
 
 # --- implementations: fn(logits [N, C], targets) -> per-example loss [N] -------------------
