@@ -9,9 +9,11 @@ modelled bytes, the floor metrics and the agreement of the timed output with the
 
 from __future__ import annotations
 
+import time
+
 import xent_impls
 from xent_bench.harness import cells as cells_mod
-from xent_bench.harness.timing import perf_counter_rounds
+from xent_bench.harness.timing import Rounds, perf_counter_rounds
 from xent_bench.harness.worker import measure_timing
 
 EXTRA_KEYS = ("impl", "framework", "form", "variant", "n", "c", "dtype", "pass", "device",
@@ -26,11 +28,22 @@ def test_cross_entropy(benchmark, xent_cell, xent_session):
     ceilings = xent_session.measure_ceilings(cell["device"])
     benchmark.group = f"{cell['n']}x{cell['c']} {cell['dtype']} {cell['pass']} {cell['device']}"
 
-    def pedantic_rounds(call_once, rounds: int) -> list[float]:
+    def pedantic_rounds(call_once, rounds: int, probe) -> Rounds:
+        """pytest-benchmark times the rounds; the scheduler statistics are read in its untimed
+        ``setup`` before each round and once after the last, so each round's window also holds
+        the plugin's own bookkeeping between rounds (microseconds)."""
         if benchmark.disabled:  # --benchmark-disable: one plain call, no statistics
-            return perf_counter_rounds(call_once, 1)
-        benchmark.pedantic(call_once, rounds=rounds, iterations=1, warmup_rounds=0)
-        return list(benchmark.stats.stats.data)
+            return perf_counter_rounds(call_once, 1, probe)
+        readings = []
+        began = time.perf_counter()
+        benchmark.pedantic(call_once, setup=lambda: readings.append(probe.read()),
+                           rounds=rounds, iterations=1, warmup_rounds=0)
+        readings.append(probe.read())
+        span_s = time.perf_counter() - began
+        times = list(benchmark.stats.stats.data)
+        return Rounds(times, [probe.stats(readings[i], readings[i + 1], t)
+                              for i, t in enumerate(times)],
+                      probe.stats(readings[0], readings[-1], span_s), span_s)
 
     task = {"budget_s": xent_session.budget_s, "min_rounds": preset.min_rounds,
             "max_rounds": preset.max_rounds, "ceilings": ceilings["best"]}

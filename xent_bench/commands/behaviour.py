@@ -3,7 +3,6 @@ framework's options side by side (the cells and probes: ``xent_bench/harness/beh
 
 from __future__ import annotations
 
-import os
 import sys
 
 import xent_impls
@@ -11,11 +10,13 @@ from xent_bench.commands.options import (
     UsageError,
     add_run_folder_options,
     add_selection_options,
+    add_threads_option,
     check_device,
     csv,
     flat,
     report_module,
     require_device,
+    resolve_threads,
     usage_errors,
 )
 from xent_bench.harness import behaviour, runner
@@ -33,8 +34,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-semantics", action="store_true",
                    help="leave out the semantics side by side")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for every framework (default: all cores)")
+    add_threads_option(p)
     p.add_argument("--cell-timeout", type=float, default=behaviour.CELL_TIMEOUT_S,
                    help="seconds before a hung probe is killed (default: "
                         f"{behaviour.CELL_TIMEOUT_S:g})")
@@ -54,9 +54,7 @@ def command(args) -> int:
                                    cell_timeout_s=args.cell_timeout)
     else:
         check_device(args.device)
-        threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
-        if threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {threads}")
+        threads, threads_rule = resolve_threads(args.threads)
         probe_names = flat(args.probe)
         with usage_errors():
             for name in probe_names or ():
@@ -72,7 +70,7 @@ def command(args) -> int:
         meta = runner.new_meta(
             "behaviour", device=args.device, threads=threads, allocator="default", budget_s=0.0,
             min_rounds=0, max_rounds=0, preset="behaviour", cells=cells,
-            notes=xent_impls.skipped_notes())
+            notes=xent_impls.skipped_notes(), threads_rule=threads_rule)
         run_dir = args.results / meta["run_id"]
         run_dir.mkdir(parents=True, exist_ok=True)
         runner.write_meta(run_dir, meta)

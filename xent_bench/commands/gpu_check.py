@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from xent_bench.commands.options import (
     check_device,
     report_module,
     require_device,
+    resolve_threads,
     usage_errors,
 )
 from xent_bench.harness import runner
@@ -62,11 +62,12 @@ def _grid(preset_name: str, args) -> tuple:
 
 
 def _run(preset, cells, args, budget_s: float) -> Path:
+    threads, rule = resolve_threads(None)
     return runner.start_run(
-        preset.kind, cells, results=args.results, device=args.device,
-        threads=os.cpu_count() or 1, allocator="default", budget_s=budget_s,
-        min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
-        notes=xent_impls.skipped_notes(), progress=not args.no_progress)
+        preset.kind, cells, results=args.results, device=args.device, threads=threads,
+        allocator="default", budget_s=budget_s, min_rounds=preset.min_rounds,
+        max_rounds=preset.max_rounds, preset=preset.name, notes=xent_impls.skipped_notes(),
+        progress=not args.no_progress, threads_rule=rule)
 
 
 def command(args: argparse.Namespace) -> int:

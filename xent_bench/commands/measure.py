@@ -4,7 +4,6 @@ interrupted one finished with ``--resume``), then reported."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import xent_impls
@@ -18,6 +17,7 @@ from xent_bench.commands.options import (
     parse_sizes,
     report_module,
     require_device,
+    resolve_threads,
     usage_errors,
 )
 from xent_bench.harness import runner
@@ -49,9 +49,7 @@ def command(args) -> int:
                              f"'xent-bench {'run' if preset.kind == 'timing' else preset.kind}'")
         device = args.device or preset.device
         check_device(device)
-        threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
-        if threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {threads}")
+        threads, threads_rule = resolve_threads(args.threads)
         if args.allocator not in runner.ALLOCATORS:
             raise UsageError(f"unknown allocator {args.allocator!r}; known: "
                              f"{', '.join(runner.ALLOCATORS)}")
@@ -72,7 +70,8 @@ def command(args) -> int:
             allocator=args.allocator,
             budget_s=args.budget if args.budget is not None else preset.budget_s,
             min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
-            notes=xent_impls.skipped_notes(), progress=not args.no_progress)
+            notes=xent_impls.skipped_notes(), progress=not args.no_progress,
+            threads_rule=threads_rule)
     if not args.no_report:
         written = report_module("run_report").write_reports(run_dir)
         print(f"report: {written['markdown']}", file=sys.stderr)

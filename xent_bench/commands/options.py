@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from xent_bench.harness.threads import default_threads
 from xent_impls import parse_size, vocabulary
 
 EXIT_USAGE = 2
@@ -98,12 +99,26 @@ def add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
                    help=" and/or ".join(vocabulary.PASSES))
     p.add_argument("--device", default=None,
                    help=" or ".join(vocabulary.DEVICES) + " (default: the preset's)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for every framework (default: all cores)")
+    add_threads_option(p)
     p.add_argument("--allocator", default="default",
                    help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
     p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
     add_run_folder_options(p)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every framework (default: 1 on 2 cores or fewer, "
+                        "else the cores not busy by the load average)")
+
+
+def resolve_threads(value: int | None) -> tuple[int, str]:
+    """``(threads, rule)``: ``--threads`` as given, or the default rule (``harness/threads.py``)."""
+    if value is None:
+        return default_threads()
+    if value < 1:
+        raise UsageError(f"--threads must be at least 1, got {value}")
+    return value, f"--threads {value}"
 
 
 def check_device(device: str) -> None:

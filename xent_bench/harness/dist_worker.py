@@ -395,11 +395,11 @@ def measure_cell(ranks, cell: dict, task: dict, fault: dict | None, fired: list)
         seen["rss1"] = memory.rss_bytes()
         memory.reset_peak_rss()
 
-    def run_rounds(call_once, rounds):
+    def run_rounds(call_once, rounds, probe):
         # Every rank must run the same number of rounds (each round ends in a collective).
         rounds = ranks.agree_rounds(rounds)
         _maybe_fault(fault, ranks.rank, case, fired)
-        return perf_counter_rounds(call_once, rounds)
+        return perf_counter_rounds(call_once, rounds, probe)
 
     timing = time_step(step, inputs, ranks.sync, budget_s=task["budget_s"],
                        min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],

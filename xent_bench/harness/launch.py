@@ -157,6 +157,8 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
     ``START``."""
     current, cell_errors, ceilings = None, {}, None
     finished: set[int] = set()  # processes whose output has ended
+    counted: set[int] = set()  # cells already counted by the progress (a re-measured cell is
+    # announced again)
     deadline = time.monotonic() + startup_timeout_s
     timeout_now = startup_timeout_s
     timed_out = False
@@ -167,14 +169,17 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
         if message is None:
             return
         if message.kind == protocol.START and 0 <= message.index < len(cells):
-            if current is not None:
+            if current is not None and current not in counted:
                 progress.advance()
+                counted.add(current)
             current = message.index
             progress.start(describe(cells[current]))
             deadline = time.monotonic() + cell_timeout_s
             timeout_now = cell_timeout_s
         elif message.kind == protocol.FINISHED and current is not None:
-            progress.advance()
+            if current not in counted:
+                progress.advance()
+                counted.add(current)
             current = None
         elif message.kind == protocol.CEILINGS:
             ceilings = message.payload

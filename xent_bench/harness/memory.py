@@ -4,10 +4,18 @@ CPU: the worker's resident memory from ``/proc/self/status``. Writing ``5`` to
 ``/proc/self/clear_refs`` resets the kernel's high-water mark (``VmHWM``) to the current resident
 size, so a peak can be taken over any stretch of code. On an accelerator the framework's own
 allocator statistics are used instead (see each backend's ``peak_memory``).
+
+The steady-state peak of a cell is measured in rounds of its own, after the timed rounds
+(:func:`steady_peak_bytes`), from a clean baseline, so the figure does not depend on which
+cells ran before in the same process.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -42,6 +50,43 @@ def reset_peak_rss() -> bool:
 def peak_rss_bytes() -> int | None:
     kib = _status_kib("VmHWM")
     return None if kib is None else kib * 1024
+
+
+@functools.cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> bool:
+    """Collect garbage and hand the allocator's free pages back to the OS (glibc
+    ``malloc_trim(0)``), so that the next peak starts from memory that is really in use:
+    otherwise a buffer may land in pages an earlier cell left resident (no rise of the
+    resident size, a peak of 0) or in fresh pages (the full size), depending on what ran
+    before. Returns False where ``malloc_trim`` does not exist."""
+    gc.collect()
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def steady_peak_bytes(call, rounds: int = 2) -> float | None:
+    """Peak resident memory above a clean baseline over ``rounds`` steady-state calls of
+    ``call`` (each releases its output before the next), or None where /proc is missing. The
+    baseline: inputs resident, outputs released, garbage collected, free pages returned."""
+    release_free_memory()
+    base = rss_bytes()
+    if base is None or not reset_peak_rss():
+        return None
+    for _ in range(rounds):
+        call()
+    peak = peak_rss_bytes()
+    return None if peak is None else float(max(peak - base, 0))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

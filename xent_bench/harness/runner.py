@@ -22,6 +22,7 @@ from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
 from xent_bench.harness.records import Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
+from xent_bench.harness.threads import load_average
 
 META = "meta.json"
 
@@ -158,13 +159,14 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
     finally:
         bar.close()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    meta["load_average_end"] = load_average()
     write_meta(run_dir, meta)
     return run_dir
 
 
 def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: float,
              min_rounds: int, max_rounds: int, preset: str | None, cells: list[dict],
-             notes: list[str]) -> dict:
+             notes: list[str], threads_rule: str | None = None) -> dict:
     run_id = provenance.new_run_id(kind)
     return {
         "run_id": run_id,
@@ -172,6 +174,8 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
         "preset": preset,
         "device": device,
         "threads": threads,
+        "threads_rule": threads_rule or f"{threads} threads (given)",
+        "load_average_start": load_average(),
         "allocator": allocator,
         "budget_s": budget_s,
         "min_rounds": min_rounds,
@@ -184,11 +188,12 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
 
 def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threads: int,
               allocator: str, budget_s: float, min_rounds: int, max_rounds: int,
-              preset: str | None, notes: list[str], progress: bool = True) -> Path:
+              preset: str | None, notes: list[str], progress: bool = True,
+              threads_rule: str | None = None) -> Path:
     """Create a run folder under ``results`` for ``cells``, measure them, return the folder."""
     meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
                     min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
-                    notes=notes)
+                    notes=notes, threads_rule=threads_rule)
     run_dir = Path(results) / meta["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
     write_meta(run_dir, meta)

@@ -29,6 +29,8 @@ from xent_impls.checks import check
 # read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).
 GPU_CACHE_BYTES = 128 * 2**20
 MAX_ROTATION = 64
+# Extra measurements of a contended timing cell (see run_task).
+REMEASURE = 2
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,13 +79,11 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     del logits, targets
     step = be.make_step(impl, cell["pass"] == "forward_backward", device)
 
-    # Memory: resident size before the first call (inputs alive), the peak of the first call
-    # (includes compilation), what the first call left resident (caches, compiled code, pools),
-    # and the peak over steady-state rounds above what was resident when they began.
+    # Memory of the first call: resident size before it (inputs alive), its peak (includes
+    # compilation) and what it left resident (caches, compiled code, pools). The steady-state
+    # peak is measured after the timed rounds, in rounds of its own.
     rss0 = memory.rss_bytes()
     memory.reset_peak_rss()
-    be.reset_peak_memory(device)
-    in_use0 = be.memory_in_use(device)
     extra: dict = {}
 
     def after_first_call(out):
@@ -99,13 +99,23 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     timing = time_step(step, inputs, be.sync, budget_s=task["budget_s"],
                        min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],
                        on_first_call=after_first_call, run_rounds=run_rounds)
-    rss1 = extra.pop("_rss1", None)
+    extra.pop("_rss1", None)
     metrics = timing.summary() | cost | extra
+
+    # Peak memory in rounds of its own, after the timed rounds, from a clean baseline (see
+    # memory.py): the same cell gives the same figure whatever ran before it.
+    def call():
+        out = step(*inputs[0])
+        be.sync(out)
+
     if device == "cpu":
-        hwm = memory.peak_rss_bytes()
-        if hwm is not None and rss1 is not None:
-            metrics["peak_extra_bytes"] = float(max(hwm - rss1, 0))
+        peak = memory.steady_peak_bytes(call)
+        if peak is not None:
+            metrics["peak_extra_bytes"] = peak
     else:
+        be.reset_peak_memory(device)
+        in_use0 = be.memory_in_use(device)
+        call()
         peak = be.peak_memory(device)
         if peak is not None and in_use0 is not None:
             metrics["peak_extra_bytes"] = float(max(peak - in_use0, 0))
@@ -113,8 +123,32 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     if ceilings:
         metrics |= floor.floor_metrics(cost, cell["pass"], ceilings, timing.median_s)
         metrics |= {k: v for k, v in ceilings.items() if isinstance(v, float)}
-    labels = {"cache_mode": f"rotate {copies} input copies" if copies > 1 else "warm (no flush)"}
-    return metrics, labels, {"times_s": timing.times_s}
+    labels = {"cache_mode": f"rotate {copies} input copies" if copies > 1 else "warm (no flush)",
+              "stall_source": timing.stall_source}
+    raw = {"times_s": timing.times_s, "clean": timing.clean,
+           "wait_s": [s.wait_s if s is not None else None for s in timing.stats]}
+    return metrics, labels, raw
+
+
+def measure_cell(task: dict, cell: dict, env: dict) -> Record:
+    """One cell's record: its measurement, or the failure (``error``, or ``oom`` with the
+    modelled size) that stopped it."""
+    impl = xent_impls.get(cell["impl"])
+    try:
+        metrics, labels, raw = MEASURE[cell["kind"]](impl, cell, task)
+        return Record(run_id=task["run_id"], cell=cell, status="ok", metrics=metrics,
+                      labels=labels, raw=raw, env=env)
+    except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
+        status = "oom" if memory.is_out_of_memory(exc) else "error"
+        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+        traceback.print_exc(file=sys.stderr)
+        metrics = {}
+        if status == "oom":
+            case = cell_case(cell)
+            metrics = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
+                                          cell["pass"])
+        return Record(run_id=task["run_id"], cell=cell, status=status, metrics=metrics,
+                      env=env, error=message)
 
 
 MEASURE = {"agreement": measure_agreement, "timing": measure_timing,
@@ -143,25 +177,28 @@ def run_task(task: dict) -> int:
         protocol.send_ceilings(floor.measure_ceilings(be, device))
         return 0
 
+    deferred = []  # timing cells that came out contended: measured again at the end
     for index, cell in enumerate(task["cells"]):
         protocol.send_start(index)
-        impl = xent_impls.get(cell["impl"])
-        try:
-            metrics, labels, raw = MEASURE[cell["kind"]](impl, cell, task)
-            record = Record(run_id=task["run_id"], cell=cell, status="ok", metrics=metrics,
-                            labels=labels, raw=raw, env=env)
-        except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
-            status = "oom" if memory.is_out_of_memory(exc) else "error"
-            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-            traceback.print_exc(file=sys.stderr)
-            metrics = {}
-            if status == "oom":
-                case = cell_case(cell)
-                metrics = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
-                                              cell["pass"])
-            record = Record(run_id=task["run_id"], cell=cell, status=status, metrics=metrics,
-                            env=env, error=message)
-        append_record(run_dir, record)
+        record = measure_cell(task, cell, env)
+        if record.metrics.get("contended"):
+            deferred.append((index, record))
+        else:
+            append_record(run_dir, record)
+    for index, record in deferred:
+        # A contended cell (too few rounds free of CPU waits) is measured again once the rest
+        # of the task has run, up to REMEASURE times; the attempt with the most clean rounds
+        # stands, and the record says how many attempts were made.
+        best = record
+        for attempt in range(2, REMEASURE + 2):
+            protocol.send_start(index)
+            again = measure_cell(task, record.cell, env)
+            if again.metrics.get("clean_rounds", 0) > best.metrics.get("clean_rounds", 0):
+                best = again
+            best.metrics["attempts"] = float(attempt)
+            if not best.metrics.get("contended"):
+                break
+        append_record(run_dir, best)
     protocol.send_finished()
     return 0
 

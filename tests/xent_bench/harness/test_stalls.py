@@ -1,0 +1,98 @@
+"""The stall detector on fake scheduler statistics, and the clean-round figures built on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from xent_bench.harness import stalls
+from xent_bench.harness.stalls import RoundStats, StallProbe, is_contaminated, round_stats
+from xent_bench.harness.timing import Timing, perf_counter_rounds
+
+MS = 1e-3
+
+
+def test_round_stats_sum_the_threads_and_count_new_ones_whole():
+    before = {"1": (1_000_000, 0), "2": (0, 500_000)}
+    after = {"1": (3_000_000, 200_000), "2": (0, 500_000), "3": (400_000, 100_000)}
+    stats = round_stats(before, after, elapsed_s=4 * MS)
+    assert stats.wait_s == pytest.approx(300e-6)  # 0.2 ms (thread 1) + 0.1 ms (new thread 3)
+    assert stats.cpu_s == pytest.approx(2.4e-3)
+    assert stats.busy_threads == 1  # thread 1 ran 2 ms of 4; thread 3 only 0.4 ms
+
+
+def test_a_thread_that_ended_counts_nothing_and_counters_never_go_back():
+    stats = round_stats({"1": (5, 5), "9": (7, 7)}, {"1": (4, 4)}, elapsed_s=MS)
+    assert stats == RoundStats(0.0, 0.0, 0)
+
+
+@pytest.mark.parametrize("wait_s, elapsed_s, contaminated", [
+    (0.0, 0.1 * MS, False),
+    (40e-6, 0.1 * MS, False),  # below the absolute minimum: waking a pool thread
+    (60e-6, 0.1 * MS, True),  # above it and above 5% of the round
+    (0.4 * MS, 10 * MS, False),  # 4% of a long round
+    (0.6 * MS, 10 * MS, True),
+    (12 * MS, 0.06 * MS, True),  # the scheduler tick of a stalled parallel region
+])
+def test_contamination_threshold(wait_s, elapsed_s, contaminated):
+    assert is_contaminated(RoundStats(wait_s, 0.0, 1), elapsed_s) is contaminated
+
+
+class FakeSchedstat:
+    """A process whose one thread waits ``waits[i]`` ns in round ``i`` (two reads a round)."""
+
+    def __init__(self, waits_ns):
+        self.waits = list(waits_ns)
+        self.reads = 0
+        self.wait = 0
+
+    def __call__(self):
+        self.reads += 1
+        if self.reads > 1 and self.waits:  # the probe's availability check is read 1
+            self.wait += self.waits.pop(0)
+        return {"1": (0, self.wait)}
+
+
+def test_contaminated_rounds_are_left_out_of_the_figure():
+    waits = [0] + [0, 20_000_000, 0, 0, 20_000_000, 0, 0, 0]  # first: the loop's start reading
+    probe = StallProbe(FakeSchedstat(waits))
+    assert probe.available and probe.source == "schedstat"
+    durations = iter([1.0, 9.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0])
+    rounds = perf_counter_rounds(lambda: None, 8, probe)
+    rounds.times_s = [next(durations) * MS for _ in rounds.times_s]  # the stalled ones are slow
+    timing = Timing(first_call_s=0.0, times_s=rounds.times_s, stats=rounds.stats, min_clean=5,
+                    stall_source=probe.source)
+    summary = timing.summary()
+    assert timing.clean == [True, False, True, True, False, True, True, True]
+    assert summary["median_s"] == pytest.approx(1 * MS)
+    assert summary["q3_s"] == pytest.approx(1 * MS)
+    assert (summary["rounds"], summary["clean_rounds"], summary["contaminated_rounds"]) == (8, 6, 2)
+    assert summary["contended"] == 0.0
+    assert summary["stall_wait_s"] == pytest.approx(40 * MS)
+
+
+def test_too_few_clean_rounds_make_a_contended_cell():
+    stalled = RoundStats(10 * MS, 0.0, 1)
+    timing = Timing(first_call_s=0.0, times_s=[11 * MS] * 4 + [1 * MS] * 2,
+                    stats=[stalled] * 4 + [RoundStats(0.0, 0.0, 1)] * 2, min_clean=5)
+    assert timing.contended and timing.summary()["contended"] == 1.0
+    assert timing.median_s == pytest.approx(1 * MS)  # shown from its clean rounds, flagged
+    more = timing.extend(Timing(first_call_s=0.0, times_s=[1 * MS] * 3,
+                                stats=[RoundStats(0.0, 0.0, 1)] * 3))
+    assert not more.contended and more.summary()["clean_rounds"] == 5
+
+
+def test_without_a_source_every_round_counts_and_the_record_says_so(monkeypatch):
+    probe = StallProbe(lambda: None)
+    assert not probe.available and probe.source == "unavailable"
+    rounds = perf_counter_rounds(lambda: None, 3, probe)
+    assert rounds.stats == [None, None, None] and rounds.span is None
+    timing = Timing(0.0, rounds.times_s, rounds.stats, stall_source=probe.source, min_clean=3)
+    assert timing.clean == [True] * 3 and not timing.contended
+    assert "stall_wait_s" not in timing.summary()
+
+
+def test_the_real_source_reads_this_process():
+    readings = stalls.read_schedstat()
+    if readings is None:
+        pytest.skip("no /proc/self/task/*/schedstat on this machine")
+    assert all(cpu >= 0 and wait >= 0 for cpu, wait in readings.values())
