@@ -12,29 +12,32 @@ MS = 1e-3
 
 
 def test_round_stats_sum_the_threads_and_count_new_ones_whole():
-    before = {"1": (1_000_000, 0), "2": (0, 500_000)}
-    after = {"1": (3_000_000, 200_000), "2": (0, 500_000), "3": (400_000, 100_000)}
+    before = {"1": (1_000_000, 0, 10), "2": (0, 500_000, 3)}
+    after = {"1": (3_000_000, 200_000, 14), "2": (0, 500_000, 3), "3": (400_000, 100_000, 1)}
     stats = round_stats(before, after, elapsed_s=4 * MS)
     assert stats.wait_s == pytest.approx(300e-6)  # 0.2 ms (thread 1) + 0.1 ms (new thread 3)
     assert stats.cpu_s == pytest.approx(2.4e-3)
     assert stats.busy_threads == 1  # thread 1 ran 2 ms of 4; thread 3 only 0.4 ms
+    assert stats.longest_wait_s == pytest.approx(100e-6)  # thread 3: 0.1 ms in one turn
 
 
 def test_a_thread_that_ended_counts_nothing_and_counters_never_go_back():
-    stats = round_stats({"1": (5, 5), "9": (7, 7)}, {"1": (4, 4)}, elapsed_s=MS)
-    assert stats == RoundStats(0.0, 0.0, 0)
+    stats = round_stats({"1": (5, 5, 5), "9": (7, 7, 7)}, {"1": (4, 4, 4)}, elapsed_s=MS)
+    assert stats == RoundStats(0.0, 0.0, 0, 0.0)
 
 
-@pytest.mark.parametrize("wait_s, elapsed_s, contaminated", [
-    (0.0, 0.1 * MS, False),
-    (40e-6, 0.1 * MS, False),  # below the absolute minimum: waking a pool thread
-    (60e-6, 0.1 * MS, True),  # above it and above 5% of the round
-    (0.4 * MS, 10 * MS, False),  # 4% of a long round
-    (0.6 * MS, 10 * MS, True),
-    (12 * MS, 0.06 * MS, True),  # the scheduler tick of a stalled parallel region
+@pytest.mark.parametrize("wait_s, longest_s, elapsed_s, contaminated", [
+    (0.0, 0.0, 0.1 * MS, False),
+    # Threads of one framework handing work to each other: many short turns, however long.
+    (1.0 * MS, 0.15 * MS, 0.6 * MS, False),
+    # Another process's slice: one long wait.
+    (0.8 * MS, 0.8 * MS, 1.2 * MS, True),
+    (12 * MS, 12 * MS, 0.06 * MS, True),  # a stalled parallel region waits a tick
+    (2 * MS, 2 * MS, 100 * MS, False),  # one slice in a long round: 2%
+    (20 * MS, 2 * MS, 100 * MS, True),  # ten of them: 20%
 ])
-def test_contamination_threshold(wait_s, elapsed_s, contaminated):
-    assert is_contaminated(RoundStats(wait_s, 0.0, 1), elapsed_s) is contaminated
+def test_contamination_threshold(wait_s, longest_s, elapsed_s, contaminated):
+    assert is_contaminated(RoundStats(wait_s, 0.0, 1, longest_s), elapsed_s) is contaminated
 
 
 class FakeSchedstat:
@@ -49,7 +52,7 @@ class FakeSchedstat:
         self.reads += 1
         if self.reads > 1 and self.waits:  # the probe's availability check is read 1
             self.wait += self.waits.pop(0)
-        return {"1": (0, self.wait)}
+        return {"1": (0, self.wait, self.reads)}  # one turn on a CPU per reading
 
 
 def test_contaminated_rounds_are_left_out_of_the_figure():
@@ -71,7 +74,7 @@ def test_contaminated_rounds_are_left_out_of_the_figure():
 
 
 def test_too_few_clean_rounds_make_a_contended_cell():
-    stalled = RoundStats(10 * MS, 0.0, 1)
+    stalled = RoundStats(10 * MS, 0.0, 1, 10 * MS)
     timing = Timing(first_call_s=0.0, times_s=[11 * MS] * 4 + [1 * MS] * 2,
                     stats=[stalled] * 4 + [RoundStats(0.0, 0.0, 1)] * 2, min_clean=5)
     assert timing.contended and timing.summary()["contended"] == 1.0
@@ -95,4 +98,4 @@ def test_the_real_source_reads_this_process():
     readings = stalls.read_schedstat()
     if readings is None:
         pytest.skip("no /proc/self/task/*/schedstat on this machine")
-    assert all(cpu >= 0 and wait >= 0 for cpu, wait in readings.values())
+    assert all(min(fields) >= 0 and len(fields) == 3 for fields in readings.values())
