@@ -6,6 +6,8 @@
     nox -s agreement              agreement with the float64 oracle -> results/<run id>/
     nox -s behaviour              behaviour under bad input (matrix, semantics) -> results/
     nox -s report -- RUN_FOLDER   rebuild the reports of a run folder
+    nox -s lint                   ruff and the layers' import rule (lint-imports)
+    nox -s lint tests             what CI runs (.ci/run)
 """
 
 from __future__ import annotations
@@ -68,5 +70,10 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install(*CONSTRAINTS, "ruff")
+    """Ruff, then the import rule of the layers (import-linter: ``[tool.importlinter]`` in
+    pyproject.toml, ``docs/architecture.md``). The project is installed (no framework) so that
+    import-linter can find its packages."""
+    requirements = nox.project.dependency_groups(nox.project.load_toml(), "lint")
+    session.install(*CONSTRAINTS, "-e", ".", *requirements)
     session.run("ruff", "check", "xent_impls", "xent_bench", "benchmarks", "tests", "noxfile.py")
+    session.run("lint-imports")

@@ -3,8 +3,8 @@
 Everything runs through the harness's step, ``jax.jit(jax.value_and_grad(mean(fn(x, t))))``,
 with a chunk width smaller than ``C`` so that every case has several full chunks and a ragged
 tail. float32 must pass the project's tolerance; bfloat16 / float16 must be no worse than optax
-at the same dtype (``xent_bench.harness.agreement.verdict``). Each (form, C, dtype) compiles once: the two
-logit scales share the compiled step.
+at the same dtype (``xent_bench.harness.agreement.verdict``). Each (form, C, dtype) compiles once:
+the two logit scales share the compiled step.
 """
 
 from __future__ import annotations

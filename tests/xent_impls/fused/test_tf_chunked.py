@@ -4,7 +4,8 @@ Everything runs through the harness's step, a ``tf.GradientTape`` around
 ``tf.reduce_mean(fn(x, t))``, eagerly and under ``tf.function(jit_compile=True)`` (the registered
 variant), with a chunk width smaller than ``C`` (several full chunks and a ragged tail) and
 backward row blocks smaller than ``N``. float32 must pass the project's tolerance; bfloat16 /
-float16 must be no worse than ``tf.nn`` at the same dtype (``xent_bench.harness.agreement.verdict``).
+float16 must be no worse than ``tf.nn`` at the same dtype
+(``xent_bench.harness.agreement.verdict``).
 """
 
 from __future__ import annotations
