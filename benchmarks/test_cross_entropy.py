@@ -57,6 +57,8 @@ def test_cross_entropy(benchmark, xent_cell, xent_session):
                                  "device_name": be.device_name(cell["device"]), **labels})
     benchmark.extra_info.update(metrics)
     benchmark.extra_info["times_s"] = raw["times_s"]
+    # Per round: False where the round waited for a CPU (its time is left out of the figures).
+    benchmark.extra_info["clean"] = raw["clean"]
     # A timing of a wrong answer is not a result: the timed output must be finite.
     assert metrics.get("loss_nonfinite", 0) == 0 or impl.expected_failure, (
         f"{impl.id} returned non-finite losses on {cells_mod.describe(cell)}")

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import xent_impls
+from xent_impls.vocabulary import MEASURED_FRAMEWORKS
 
 # Property tests (tests/xent_impls/test_properties.py): a bounded, deterministic profile by
 # default, so the suite stays CI-friendly; run longer with
@@ -30,8 +31,7 @@ settings.load_profile(os.environ.get("XENT_HYPOTHESIS_PROFILE", "xent-ci"))
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("XENT_REQUIRE_ALL_FRAMEWORKS") == "1":
-        missing = [fw for fw in ("torch", "jax", "tensorflow")
-                   if not xent_impls.framework_installed(fw)]
+        missing = [fw for fw in MEASURED_FRAMEWORKS if not xent_impls.framework_installed(fw)]
         if missing:
             raise pytest.UsageError(
                 f"XENT_REQUIRE_ALL_FRAMEWORKS=1 but these frameworks are not installed: "

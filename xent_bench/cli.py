@@ -9,6 +9,7 @@
     xent-bench compare BASE NEW [--threshold T]   speed/memory/accuracy verdicts; 1: regression
     xent-bench merge RUN RUN [...]                several runs (machines) side by side, % of limit
     xent-bench history RUN RUN [...] [--impl G]   trend of chosen cells across ordered runs
+    xent-bench stability [--preset smoke]         quiet, loaded, quiet, slowed: do figures hold?
     xent-bench gpu-check [--quick]                fused/chunked vs native: agreement + GPU timing
     xent-bench distributed [--world 1,2,4]        vocabulary-parallel CE over 1, 2, 4 ranks
 
@@ -30,11 +31,12 @@ from xent_bench.commands import (
     list_impls,
     measure,
     report,
+    stability,
 )
 from xent_bench.commands.options import EXIT_USAGE, Parser, UsageError
 
 # In the order ``xent-bench --help`` lists them.
-COMMANDS = (measure, report, behaviour, list_impls, compare, gpu_check, distributed)
+COMMANDS = (measure, report, behaviour, list_impls, compare, stability, gpu_check, distributed)
 
 
 def build_parser() -> Parser:

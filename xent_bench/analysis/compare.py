@@ -3,14 +3,14 @@
 Pure functions on NumPy arrays and pandas tables (no framework is imported): the rules and
 verdicts are in ``xent_bench.analysis.compare_stats``, the rendering in
 ``xent_bench.reports.compare_report``. Cells are matched by ``cells.cell_key`` (implementation,
-case,
-pass, device, kind), so two runs of the same grid on different commits or machines line up; a
+case, pass, device, kind), so two runs of the same grid on different commits or machines line up; a
 cell present in only one run is listed, never dropped.
 
 Speed (timing cells). ``ratio`` = median(new rounds) / median(base rounds), from the raw round
-times of each record (``raw["times_s"]``). Its interval ``[lo, hi]`` is a percentile bootstrap
-(``RESAMPLES`` resamples of each run's rounds with replacement, seeded, ``CONFIDENCE`` level):
-it covers the round-to-round noise *inside* each run. On a shared machine the machine itself
+times of each record (``raw["times_s"]``; its clean rounds where ``raw["clean"]`` says which).
+Its interval ``[lo, hi]`` is a percentile bootstrap (``RESAMPLES`` resamples of each run's
+rounds with replacement, seeded, ``CONFIDENCE`` level): it covers the round-to-round noise
+*inside* each run. On a shared machine the machine itself
 changes between runs (neighbours, cache and frequency state), which the rounds of one run cannot
 show: reruns of unchanged code on this project's 2-core VM moved a cell's median by up to 2.7x
 (640 cell pairs of 17 reruns; 95% of them within 2.1x) while each cell's own interval was
@@ -36,8 +36,8 @@ to 5.8 MiB between reruns of unchanged code at 256 x 1000 here (allocator arenas
 
 Accuracy (every cell with agreement metrics, timing cells included, which check their own
 output): ``worse`` when the cell's state got more severe (pass -> fail, pass -> nonfinite,
-ok -> error, ...: ``report.SEVERITY``) or, in the same failing state, an error grew by more than
-the dtype's tolerance (``agreement.TOLERANCE_EPS``); ``better`` the other way round; ``same``
+ok -> error, ...: ``agreement.SEVERITY``) or, in the same failing state, an error grew by more
+than the dtype's tolerance (``agreement.TOLERANCE_EPS``); ``better`` the other way round; ``same``
 otherwise; ``n/a`` when a run did not check the cell.
 
 A *regression* is ``slower``, ``more`` memory or ``worse`` accuracy, in the categories chosen
@@ -63,7 +63,7 @@ from xent_bench.analysis.compare_stats import (
     ratio_interval,
     speed_verdict,
 )
-from xent_bench.analysis.run import Run, load_run
+from xent_bench.analysis.run import Run, figure_times, load_run
 from xent_bench.harness.cells import CELL_KEYS, cell_key
 
 # The default thresholds (``compare_stats``), for calls that give none.
@@ -80,10 +80,10 @@ def row_key(row: dict) -> str:
 
 
 def keyed_cells(run: Run) -> pd.DataFrame:
-    """The run's cell table (``report.prepare_cells``) indexed by cell key, with the raw round
-    times of each cell in a ``times`` column (the last record of a key wins)."""
-    times = {cell_key(rec["cell"]): list((rec.get("raw") or {}).get("times_s") or [])
-             for rec in run.records}
+    """The run's cell table (``run.prepare_cells``) indexed by cell key, with the round times its
+    figures come from in a ``times`` column (``run.figure_times``: the clean rounds; the last
+    record of a key wins)."""
+    times = {rec.key: figure_times(rec) for rec in run.records}
     cells = run.cells.copy()
     cells["key"] = [row_key(r) for r in cells.to_dict("records")]
     cells = cells.drop_duplicates("key", keep="last").set_index("key", drop=False)

@@ -4,9 +4,8 @@ This module holds the rules: thresholds, the bootstrap interval and the verdicts
 arrays and plain dicts (no pandas, so the command line can show the defaults on the base
 install). The tables of two runs are matched in ``xent_bench.analysis.compare``; the rendering
 lives in ``xent_bench.reports.compare_report``. Cells are matched by ``cells.cell_key``
-(implementation, case,
-pass, device, kind), so two runs of the same grid on different commits or machines line up; a
-cell present in only one run is listed, never dropped.
+(implementation, case, pass, device, kind), so two runs of the same grid on different commits
+or machines line up; a cell present in only one run is listed, never dropped.
 
 Speed (timing cells). ``ratio`` = median(new rounds) / median(base rounds), from the raw round
 times of each record (``raw["times_s"]``). Its interval ``[lo, hi]`` is a percentile bootstrap
@@ -37,8 +36,8 @@ to 5.8 MiB between reruns of unchanged code at 256 x 1000 here (allocator arenas
 
 Accuracy (every cell with agreement metrics, timing cells included, which check their own
 output): ``worse`` when the cell's state got more severe (pass -> fail, pass -> nonfinite,
-ok -> error, ...: ``report.SEVERITY``) or, in the same failing state, an error grew by more than
-the dtype's tolerance (``TOLERANCE_EPS``); ``better`` the other way round; ``same``
+ok -> error, ...: ``agreement.SEVERITY``) or, in the same failing state, an error grew by more
+than the dtype's tolerance (``TOLERANCE_EPS``); ``better`` the other way round; ``same``
 otherwise; ``n/a`` when a run did not check the cell.
 
 A *regression* is ``slower``, ``more`` memory or ``worse`` accuracy, in the categories chosen
@@ -53,6 +52,7 @@ import math
 import numpy as np
 
 from xent_bench.harness.agreement import SEVERITY, TOLERANCE_EPS
+from xent_impls.vocabulary import STATUSES
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_DRIFT = 2.0
@@ -70,7 +70,8 @@ ACCURACY_VERDICTS = ("worse", "better", "same", "n/a")
 # --fail-on categories and the verdict of each that counts as a regression.
 REGRESSION = {"slower": ("speed", "slower"), "memory": ("memory", "more"),
               "accuracy": ("accuracy", "worse")}
-DID_NOT_RUN = ("error", "oom")
+# The statuses of a cell that did not run (error, oom).
+DID_NOT_RUN = tuple(s for s in STATUSES if s != "ok")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,7 @@ def memory_verdict(base: float, new: float, threshold: float = DEFAULT_MEMORY_TH
 def accuracy_verdict(base: dict, new: dict) -> tuple[str, str]:
     """``(verdict, note)`` of one cell's accuracy: ``worse``, ``better``, ``same`` or ``n/a``.
 
-    ``base`` and ``new`` hold the cell's ``state`` (``report.prepare_cells``: its agreement
+    ``base`` and ``new`` hold the cell's ``state`` (``run.prepare_cells``: its agreement
     verdict, or its status when it did not run), ``dtype`` and ``loss_err_eps`` /
     ``grad_err_eps``. The note says what changed, e.g. ``pass -> nonfinite`` or
     ``fail: loss 40 -> 900 eps``.
@@ -206,7 +207,6 @@ def _fmt_eps(value: float) -> str:
 
 def is_missing(value) -> bool:
     return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
-
 
 
 def parse_fail_on(text: str) -> tuple[str, ...]:

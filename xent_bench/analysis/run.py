@@ -15,7 +15,7 @@ import pandas as pd
 
 from xent_bench.harness import agreement
 from xent_bench.harness.cells import CELL_KEYS
-from xent_bench.harness.records import load_records
+from xent_bench.harness.records import Record, load_records
 from xent_bench.harness.runner import read_meta
 from xent_impls.registry import all_impls
 from xent_impls.vocabulary import DTYPE_ORDER, FORMS, FRAMEWORKS, PASSES
@@ -30,15 +30,14 @@ METRICS = ("median_s", "q1_s", "q3_s", "iqr_rel", "noisy", "rounds", "first_call
            "loss_nonfinite", "grad_nonfinite")
 
 
-
 @dataclasses.dataclass
 class Run:
     """Everything a report is built from."""
 
     run_dir: Path
     meta: dict
-    records: list[dict]
-    long: pd.DataFrame  # records.tidy, sorted
+    records: list[Record]
+    long: pd.DataFrame  # tidy(records), sorted
     cells: pd.DataFrame  # one row per cell: metrics, verdict, expected_failure, state, speedup
     raw_times: pd.DataFrame  # one row per timed round
 
@@ -53,8 +52,8 @@ def load_run(run_dir: Path) -> Run:
     meta = read_meta(run_dir)
     records = load_records(run_dir)
     return Run(run_dir=run_dir, meta=meta, records=records,
-               long=sort_rows(tidy(records, meta)), cells=prepare_cells(records),
-               raw_times=raw_times_table(records, meta.get("run_id")))
+               long=sort_rows(tidy(records)), cells=prepare_cells(records),
+               raw_times=raw_times_table(records))
 
 
 def rank_key(column: pd.Series) -> pd.Series:
@@ -78,7 +77,7 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(keys, key=rank_key, kind="stable").reset_index(drop=True)
 
 
-def prepare_cells(records: list[dict]) -> pd.DataFrame:
+def prepare_cells(records: list[Record]) -> pd.DataFrame:
     """The wide cell table with every metric the report reads, verdicts, each cell's state and
     its speedup over the framework's native op."""
     cells = cell_table(records)
@@ -108,16 +107,27 @@ def add_speedup(cells: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def raw_times_table(records: list[dict], run_id: str | None) -> pd.DataFrame:
+def raw_times_table(records: list[Record]) -> pd.DataFrame:
     """One row per timed round of every cell."""
     columns = ["run_id", *CELL_KEYS, "status", "round", "time_s"]
     rows = [
-        {"run_id": rec.get("run_id", run_id), **{k: rec["cell"].get(k) for k in CELL_KEYS},
-         "status": rec.get("status"), "round": i, "time_s": float(t)}
+        {"run_id": rec.run_id, **_cell_columns(rec), "status": rec.status, "round": i,
+         "time_s": float(t)}
         for rec in records
-        for i, t in enumerate((rec.get("raw") or {}).get("times_s") or [])
+        for i, t in enumerate(rec.raw.get("times_s") or [])
     ]
     return sort_rows(pd.DataFrame(rows, columns=columns))
+
+
+def figure_times(rec: Record) -> list[float]:
+    """The rounds a cell's figures come from (``timing.Timing``): its clean rounds (those that
+    did not wait for a CPU, ``raw["clean"]``), or every round where none is clean or the record
+    does not say."""
+    times = [float(t) for t in rec.raw.get("times_s") or []]
+    clean = rec.raw.get("clean")
+    if not isinstance(clean, list) or len(clean) != len(times):
+        return times
+    return [t for t, ok in zip(times, clean) if ok] or times
 
 
 def failure_reasons() -> dict[str, str]:
@@ -125,24 +135,23 @@ def failure_reasons() -> dict[str, str]:
     return {i.id: i.expected_failure for i in all_impls() if i.expected_failure}
 
 
-def tidy(records: list[dict], meta: dict | None = None):
-    """The long-form table: one row per record and metric (pandas DataFrame)."""
+def _cell_columns(rec: Record) -> dict:
+    """The record's cell keys (every one of ``CELL_KEYS``, None where the cell lacks it)."""
+    return {k: rec.cell.get(k) for k in CELL_KEYS}
+
+
+def tidy(records: list[Record]) -> pd.DataFrame:
+    """The long-form table: one row per record and metric."""
     rows = []
-    run_id = (meta or {}).get("run_id")
     for rec in records:
-        base = {"run_id": rec.get("run_id", run_id)}
-        base.update({k: rec["cell"].get(k) for k in CELL_KEYS})
-        base["status"] = rec.get("status")
-        base["error"] = rec.get("error")
-        for k, v in (rec.get("labels") or {}).items():
-            base[k] = v
-        for k, v in (rec.get("env") or {}).items():
+        base = {"run_id": rec.run_id, **_cell_columns(rec), "status": rec.status,
+                "error": rec.error, **rec.labels}
+        for k, v in rec.env.items():
             plain = isinstance(v, (str, int, float, bool)) or v is None
             base[f"env_{k}"] = v if plain else json.dumps(v)
-        metrics = rec.get("metrics") or {}
-        if not metrics:
+        if not rec.metrics:
             rows.append({**base, "metric": None, "value": None})
-        for name, value in metrics.items():
+        for name, value in rec.metrics.items():
             rows.append({**base, "metric": name, "value": None if value is None else float(value)})
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -150,22 +159,15 @@ def tidy(records: list[dict], meta: dict | None = None):
     return df
 
 
-def cell_table(records: list[dict]):
-    """Wide view: one row per cell, one column per metric (for reports)."""
-    rows = []
-    for rec in records:
-        row = {k: rec["cell"].get(k) for k in CELL_KEYS}
-        row["status"] = rec.get("status")
-        row["error"] = rec.get("error")
-        row.update(rec.get("labels") or {})
-        row.update(rec.get("metrics") or {})
-        rows.append(row)
-    return pd.DataFrame(rows)
+def cell_table(records: list[Record]) -> pd.DataFrame:
+    """Wide view: one row per cell, one column per label and metric (for reports)."""
+    return pd.DataFrame([{**_cell_columns(rec), "status": rec.status, "error": rec.error,
+                          **rec.labels, **rec.metrics} for rec in records])
 
 
 def add_verdicts(cells):
     """Add ``verdict`` and ``expected_failure`` columns to a wide agreement table (one row per
-    cell, from ``records.cell_table``)."""
+    cell, from :func:`cell_table`)."""
     expected = {i.id: i.expected_failure for i in all_impls()}
     cells = cells.copy()
     def key(impl_id, r):

@@ -115,6 +115,10 @@ def _is_number(value) -> bool:
 
 def validate(record: Record) -> None:
     """``ValueError`` naming the first field of ``record`` that breaks the schema."""
+    schema = record.schema
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
+        raise ValueError(f"record schema must be an integer from 1 to {SCHEMA_VERSION}, got "
+                         f"{schema!r}")
     if not isinstance(record.run_id, str) or not record.run_id:
         raise ValueError(f"record run_id must be a non-empty string, got {record.run_id!r}")
     if not isinstance(record.cell, dict):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -61,6 +63,42 @@ def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     return metrics, labels, {}
 
 
+# A deliberate slowdown, to check that a comparison catches a regression
+# (``xent-bench stability``): XENT_SLOWDOWN="IMPL_ID=FACTOR" makes every call of that
+# implementation take FACTOR times as long, by spinning after the synced call for (FACTOR - 1)
+# times its duration. The record carries the factor as a label, so such a run is never taken
+# for a real measurement.
+SLOWDOWN_ENV = "XENT_SLOWDOWN"
+
+
+def slowdown_factor(impl_id: str) -> float | None:
+    spec = os.environ.get(SLOWDOWN_ENV, "")
+    target, _, factor = spec.partition("=")
+    if not spec or target != impl_id:
+        return None
+    value = float(factor)
+    if not value >= 1.0:
+        raise ValueError(f"{SLOWDOWN_ENV} factor must be at least 1, got {factor!r}")
+    return value
+
+
+def slowed(step, impl_id: str, sync):
+    factor = slowdown_factor(impl_id)
+    if factor is None:
+        return step
+
+    def slow_step(*args):
+        start = time.perf_counter()
+        out = step(*args)
+        sync(out)
+        until = time.perf_counter() + (factor - 1.0) * (time.perf_counter() - start)
+        while time.perf_counter() < until:
+            pass
+        return out
+
+    return slow_step
+
+
 def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
                    ) -> tuple[dict, dict, dict]:
     """Time one cell; returns (metrics, labels, raw). ``run_rounds`` is the round loop (see
@@ -77,7 +115,8 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     rows = min(case.n, agreement.CHECK_ROWS)
     check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
     del logits, targets
-    step = be.make_step(impl, cell["pass"] == "forward_backward", device)
+    step = slowed(be.make_step(impl, cell["pass"] == "forward_backward", device), impl.id,
+                  be.sync)
 
     # Memory of the first call: resident size before it (inputs alive), its peak (includes
     # compilation) and what it left resident (caches, compiled code, pools). The steady-state
@@ -125,6 +164,8 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
         metrics |= {k: v for k, v in ceilings.items() if isinstance(v, float)}
     labels = {"cache_mode": f"rotate {copies} input copies" if copies > 1 else "warm (no flush)",
               "stall_source": timing.stall_source}
+    if slowdown_factor(impl.id) is not None:
+        labels["slowdown"] = f"x{slowdown_factor(impl.id):g} ({SLOWDOWN_ENV})"
     raw = {"times_s": timing.times_s, "clean": timing.clean,
            "wait_s": [s.wait_s if s is not None else None for s in timing.stats]}
     return metrics, labels, raw

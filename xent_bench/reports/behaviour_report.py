@@ -28,6 +28,7 @@ import numpy as np
 from xent_bench.harness import semantics
 from xent_bench.harness.agreement import TOLERANCE_EPS, native_id
 from xent_bench.harness.messages import clean_message
+from xent_bench.harness.records import Record
 from xent_bench.reports.document import Bullets, Heading, Para, make_table
 from xent_bench.reports.format import fmt_eps, fmt_num
 from xent_impls import checks, edge_cases
@@ -99,31 +100,31 @@ def worker_death(message: str) -> tuple[str, str] | None:
     return None
 
 
-def cell_outcome(rec: dict | None) -> str:
+def cell_outcome(rec: Record | None) -> str:
     """The outcome class of one record: ok, accepted, silent, error, aborted, hung, missing."""
     if rec is None:
         return "missing"
-    if rec.get("status") != "ok":
-        death = worker_death(rec.get("error") or "")
+    if rec.status != "ok":
+        death = worker_death(rec.error or "")
         if death and death[0].startswith("HUNG"):
             return "hung"
         return "aborted" if death else "harness"
-    outcome = (rec.get("labels") or {}).get("outcome")
+    outcome = rec.labels.get("outcome")
     return {"wrong": "silent", "wrong-shape": "silent"}.get(outcome, outcome or "harness")
 
 
-def cell_text(rec: dict | None) -> tuple[str, str]:
+def cell_text(rec: Record | None) -> tuple[str, str]:
     """``(text, mark)`` of one behaviour record; mark: ``bad`` (silent or aborted), ``warn``
     (accepted), ``clean`` (raised) or ``""`` (ok)."""
     if rec is None:
         return "not run (no record)", "bad"
-    if rec.get("status") != "ok":
-        message = rec.get("error") or ""
+    if rec.status != "ok":
+        message = rec.error or ""
         death = worker_death(message)
         if death:
             return death[0], "bad"
         return f"harness error: {_short(message)}", "bad"
-    lab, m = rec.get("labels") or {}, rec.get("metrics") or {}
+    lab, m = rec.labels, rec.metrics
     outcome = lab.get("outcome")
     text, mark = _outcome_text(lab, m)
     if lab.get("warning") and outcome != "error":
@@ -167,11 +168,11 @@ def _outcome_text(lab: dict, m: dict) -> tuple[str, str]:
 # Tables
 
 
-def _records(run) -> tuple[dict, list[dict]]:
+def _records(run) -> tuple[dict[tuple, Record], list[Record]]:
     """Behaviour records by (impl, probe), and the semantics records."""
     by_key, sem = {}, []
     for rec in run.records:
-        cell = rec["cell"]
+        cell = rec.cell
         if cell.get("kind") == "behaviour":
             by_key[(cell["impl"], cell.get("probe"))] = rec
         elif cell.get("kind") == "semantics":
@@ -180,12 +181,12 @@ def _records(run) -> tuple[dict, list[dict]]:
 
 
 def _planned_impls(run) -> list[str]:
-    cells = run.meta.get("cells") or [r["cell"] for r in run.records]
+    cells = run.meta.get("cells") or [r.cell for r in run.records]
     return list(dict.fromkeys(c["impl"] for c in cells if c.get("kind") == "behaviour"))
 
 
 def _planned_probes(run) -> list[str]:
-    cells = run.meta.get("cells") or [r["cell"] for r in run.records]
+    cells = run.meta.get("cells") or [r.cell for r in run.records]
     used = {c.get("probe") for c in cells if c.get("kind") == "behaviour"}
     return [p.name for p in edge_cases.PROBES if p.name in used]
 
@@ -196,7 +197,8 @@ def _impl_order(impl_ids: list[str]) -> list[str]:
     def key(i):
         fw, variant, form = i.split("/")
         fw_rank = FRAMEWORKS.index(fw) if fw in FRAMEWORKS else 99
-        return (fw_rank, form != "sparse", i not in natives, variant)
+        form_rank = FORMS.index(form) if form in FORMS else 99
+        return (fw_rank, form_rank, i not in natives, variant)
     return sorted(impl_ids, key=key)
 
 
@@ -346,7 +348,7 @@ def findings(run) -> list[str]:
     for (impl_id, name), (outcome, rec) in outcomes.items():
         if outcome in ("aborted", "hung"):
             text, _ = cell_text(rec)
-            death = worker_death(rec.get("error") or "")
+            death = worker_death(rec.error or "")
             detail = f" ({_short(death[1], 90)})" if death and death[1] else ""
             items.append(f"`{impl_id}` on `{name}`: {text}{detail}; the probe's other "
                          f"implementations raise or answer, and the run went on in a fresh "
@@ -416,13 +418,13 @@ def semantics_blocks(run) -> list:
     _, sem = _records(run)
     entries = []
     for rec in sem:
-        if rec.get("status") != "ok":
-            death = worker_death(rec.get("error") or "")
-            entries.append({"framework": rec["cell"]["framework"],
-                            "failed": death[0] if death else rec.get("error")})
+        if rec.status != "ok":
+            death = worker_death(rec.error or "")
+            entries.append({"framework": rec.cell["framework"],
+                            "failed": death[0] if death else rec.error})
             continue
-        for e in (rec.get("raw") or {}).get("semantics") or []:
-            entries.append(e | {"framework": rec["cell"]["framework"]})
+        for e in rec.raw.get("semantics") or []:
+            entries.append(e | {"framework": rec.cell["framework"]})
     blocks = [Heading(2, "Semantics side by side"),
               Para(f"One fixed input: {semantics.N} rows, {semantics.C} classes, float32 logits "
                    f"(seeded), labels {semantics.LABELS.tolist()}; ignored rows "

@@ -2,10 +2,10 @@
 history of chosen cells across an ordered list of runs.
 
 Each is built as a list of ``xent_bench.reports.document`` blocks and rendered with its Markdown
-and HTML
-renderers (so the two never disagree), plus a plain-text table for the terminal. Output folder
-(``write_*``): ``<name>.md``, ``<name>.html`` (self-contained), ``<name>.csv`` (the data behind
-the tables) and ``plots/*.png``, with ``<name>`` one of ``comparison``, ``merge``, ``history``.
+and HTML renderers (so the two never disagree), plus a plain-text table for the terminal.
+Output folder (``write_*``): ``<name>.md``, ``<name>.html`` (self-contained), ``<name>.csv``
+(the data behind the tables) and ``plots/*.png``, with ``<name>`` one of ``comparison``,
+``merge``, ``history``.
 The statistics and verdicts come from ``xent_bench.analysis.compare``.
 """
 
@@ -30,9 +30,11 @@ from xent_bench.reports.document import (
 )
 from xent_bench.reports.format import (
     MISSING,
+    PASS_SHORT,
     case_columns,
     case_label,
     distinct,
+    fmt_bytes,
     fmt_num,
     fmt_ratio,
     fmt_size,
@@ -41,7 +43,6 @@ from xent_bench.reports.format import (
     verdict_text,
 )
 
-MiB = 2.0**20
 VERDICT_COLOURS = {"slower": "#c0392b", "faster": "#2471a3", "same": "#1e8449",
                    "too noisy": "#b9770e"}
 VERDICT_MARKS = {"slower": "bad", "too noisy": "warn", "more": "bad", "worse": "bad"}
@@ -77,7 +78,7 @@ def _ceilings_text(meta: dict) -> str:
 def run_provenance(run: Run) -> dict:
     """One run's provenance as a row: where, on what and from which code it was measured."""
     meta, machine = run.meta, run.meta.get("machine") or {}
-    envs = [rec.get("env") or {} for rec in run.records]
+    envs = [rec.env for rec in run.records]
     versions = distinct(", ".join(f"{k} {v}" for k, v in sorted(e["versions"].items()))
                          for e in envs if e.get("versions"))
     source = "pytest-benchmark" if "pytest-benchmark" in (meta.get("source") or {}) else "runner"
@@ -100,14 +101,9 @@ def runs_table(runs: list[Run], labels: list[str]) -> Table:
 
 def _case(row: dict) -> str:
     """``256x1000 float32 fwd+bwd`` (timing) or ``32x100 float32 scale 10 fwd+bwd``."""
-    short = {"forward": "fwd", "forward_backward": "fwd+bwd"}
     if row.get("kind") == "agreement":
-        return f"{case_label(row)} {short.get(row['pass'], row['pass'])}"
+        return f"{case_label(row)} {PASS_SHORT.get(row['pass'], row['pass'])}"
     return case_columns(pd.DataFrame([row]))[0]
-
-
-def _mib(value) -> str:
-    return fmt_num(value / MiB) if not is_missing(value) else MISSING
 
 
 def _ms(value) -> str:
@@ -149,8 +145,8 @@ def comparison_rows(cmp: compare.Comparison) -> tuple[list[dict], list[dict]]:
         if timing:
             row |= {"base ms": _ms(r["base_median_s"]), "new ms": _ms(r["new_median_s"]),
                     "ratio": fmt_ratio(r["ratio"]), "95% interval": _interval(r["lo"], r["hi"]),
-                    "speed": r["speed"], "base MiB": _mib(r["base_peak_extra_bytes"]),
-                    "new MiB": _mib(r["new_peak_extra_bytes"]), "memory": r["memory"]}
+                    "speed": r["speed"], "base MiB": fmt_bytes(r["base_peak_extra_bytes"]),
+                    "new MiB": fmt_bytes(r["new_peak_extra_bytes"]), "memory": r["memory"]}
         else:
             row |= {side: verdict_text(r[f"{side}_state"], r[f"{side}_loss_err_eps"],
                                        r[f"{side}_grad_err_eps"], False)[0]
@@ -218,7 +214,7 @@ def rule_blocks(o: compare_stats.Options) -> list:
             "compare two runs of unchanged code with `--drift 0`.",
             f"Memory (peak extra bytes): **more** / **less** when the peaks differ by more than "
             f"{o.memory_threshold:.0%} of the smaller and more than "
-            f"{o.memory_floor_bytes / MiB:g} MiB; otherwise **same**.",
+            f"{fmt_bytes(o.memory_floor_bytes, trim=True)} MiB; otherwise **same**.",
             "Accuracy: **worse** when the cell's state got more severe (pass -> as-native -> "
             "fail -> nonfinite -> error -> oom) or, in the same failing state, a loss or gradient "
             "error grew by more than the dtype's tolerance (agreement.TOLERANCE_EPS); **better** "
@@ -267,8 +263,8 @@ def regression_rows(cmp: compare.Comparison, fail_on) -> list[dict]:
         if "slower" in fail_on and r["speed"] == "slower":
             what.append(f"slower {fmt_ratio(r['ratio'])} ({_interval(r['lo'], r['hi'])})")
         if "memory" in fail_on and r["memory"] == "more":
-            what.append(f"memory {_mib(r['base_peak_extra_bytes'])} -> "
-                        f"{_mib(r['new_peak_extra_bytes'])} MiB")
+            what.append(f"memory {fmt_bytes(r['base_peak_extra_bytes'])} -> "
+                        f"{fmt_bytes(r['new_peak_extra_bytes'])} MiB")
         if "accuracy" in fail_on and r["accuracy"] == "worse":
             what.append(f"accuracy {r['accuracy_note']}")
         rows.append({"impl": r["impl"], "case": _case(r), "regression": "; ".join(what)})

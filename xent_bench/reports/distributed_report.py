@@ -9,14 +9,15 @@ agreement with the float64 oracle, and for JAX the collectives XLA compiled. The
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from xent_bench.harness import agreement, runner
-from xent_bench.harness.records import load_records
+from xent_bench.harness.records import Record, load_records
+from xent_bench.reports.document import Bullets, Heading, Para, Table, make_table, render_markdown
+from xent_bench.reports.format import MISSING, fmt_bytes, fmt_num
+from xent_impls.vocabulary import PASSES
 
 REPORT = "distributed.md"
-MIB = 2**20
 
 TENSORFLOW_STATEMENT = """\
 TensorFlow (tensorflow-cpu 2.21) has two candidate paths for a vocabulary-sharded loss on CPU:
@@ -54,41 +55,32 @@ ALLOCATOR_NOTES = {
 }
 
 
+# The report's figures: ``fmt_num`` / ``fmt_bytes`` with trailing zeros dropped ("8", "0.5").
 def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    if value == 0:
-        return "0"
-    return f"{value:.{digits}g}"
+    return fmt_num(value, digits, trim=True)
 
 
 def _mib(value) -> str:
-    return "–" if value is None else _fmt(value / MIB)
+    return fmt_bytes(value, "MiB", trim=True)
 
 
 def _kib(value) -> str:
-    return "–" if value is None else _fmt(value / 1024)
+    return fmt_bytes(value, "KiB", trim=True)
 
 
-def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def _group_key(rec: dict) -> tuple:
-    c = rec["cell"]
+def _group_key(rec: Record) -> tuple:
+    c = rec.cell
     return (c["impl"], c["n"], c["c"], c["dtype"], c["pass"])
 
 
-def _order(records: list[dict]) -> list[dict]:
-    passes = {"forward": 0, "forward_backward": 1}
-    return sorted(records, key=lambda r: (r["cell"]["impl"], r["cell"]["c"], r["cell"]["n"],
-                                          r["cell"]["dtype"], passes.get(r["cell"]["pass"], 9),
-                                          r["cell"].get("world") or 0))
+def _pass_rank(pass_: str) -> int:
+    return PASSES.index(pass_) if pass_ in PASSES else len(PASSES)
+
+
+def _order(records: list[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (r.cell["impl"], r.cell["c"], r.cell["n"],
+                                          r.cell["dtype"], _pass_rank(r.cell["pass"]),
+                                          r.cell.get("world") or 0))
 
 
 def _per_rank(metrics: dict, name: str, world: int) -> list[float] | None:
@@ -108,48 +100,60 @@ def _memory_cell(metrics: dict, world: int) -> str:
     return text
 
 
-def cell_rows(records: list[dict]) -> list[list[str]]:
-    base = {}
-    for rec in records:
-        if rec.get("status") == "ok" and rec["cell"].get("world") == 1:
-            base[_group_key(rec)] = rec["metrics"]["median_s"]
-    rows = []
+HEADER = ["impl", "world", "size", "dtype", "pass", "median ms", "IQR", "vs world 1",
+          "peak MiB per rank", "logits block MiB", "sent KiB per rank", "gather would send MiB",
+          "loss / grad err eps", "verdict"]
+# Leading columns of the table aligned left (the cell's keys); the figures are right-aligned.
+KEY_COLUMNS = 5
+
+
+def cell_row(rec: Record, world1_median: float | None) -> tuple[dict, dict]:
+    """Text and marks of one cell's table row (``world1_median``: the same cell's median at
+    world 1, if measured)."""
+    c, m = rec.cell, rec.metrics
+    world = c.get("world") or 1
+    row = {"impl": f"`{c['impl']}`", "world": str(world), "size": f"{c['n']}x{c['c']}",
+           "dtype": c["dtype"], "pass": c["pass"],
+           "sent KiB per rank": _kib(m.get("comm_bytes_per_rank")),
+           "gather would send MiB": _mib(m.get("gather_bytes_per_rank")) if world > 1
+           else MISSING}
+    if rec.status != "ok":
+        row |= {"median ms": rec.status, "verdict": (rec.error or "")[:160] or MISSING}
+        return row, {"median ms": "bad"}
+    median = m["median_s"]
+    errors = _fmt(m.get("loss_err_eps"), 2)
+    if m.get("grad_err_eps") is not None:
+        errors += f" / {_fmt(m.get('grad_err_eps'), 2)}"
+    collectives = ""
+    if m.get("hlo_all_gather") is not None:
+        collectives = (f"; HLO all-gather {int(m['hlo_all_gather'])}, all-reduce "
+                       f"{int(m.get('hlo_all_reduce', 0))}")
+    row |= {
+        "median ms": _fmt(median * 1e3),
+        "IQR": f"{100 * m['iqr_rel']:.0f}%" + (" noisy" if m.get("noisy") else ""),
+        "vs world 1": _fmt(world1_median / median, 2) + "x" if world1_median else MISSING,
+        "peak MiB per rank": _memory_cell(m, world),
+        "logits block MiB": _mib(m.get("shard_logits_bytes")),
+        "loss / grad err eps": errors,
+        "verdict": agreement.verdict(m, c["dtype"]) + collectives,
+    }
+    return row, {"IQR": "warn" if m.get("noisy") else ""}
+
+
+def results_table(records: list[Record]) -> Table:
+    """One row per cell: implementation, world, size, dtype, pass, then its figures."""
+    world1 = {_group_key(rec): rec.metrics["median_s"] for rec in _ok(records)
+              if rec.cell.get("world") == 1}
+    rows, marks = [], []
     for rec in _order(records):
-        c, m = rec["cell"], rec.get("metrics") or {}
-        world = c.get("world") or 1
-        head = [f"`{c['impl']}`", str(world), f"{c['n']}x{c['c']}", c["dtype"], c["pass"]]
-        comm = [_kib(m.get("comm_bytes_per_rank")),
-                _mib(m.get("gather_bytes_per_rank")) if world > 1 else "–"]
-        if rec.get("status") != "ok":
-            message = (rec.get("error") or "").replace("|", "/")[:160]
-            rows.append(head + [f"**{rec.get('status')}**", "–", "–", "–", "–", *comm, "–",
-                                message or "–"])
-            continue
-        median = m["median_s"]
-        speedup = base.get(_group_key(rec))
-        verdict = agreement.verdict(m, c["dtype"])
-        errors = _fmt(m.get("loss_err_eps"), 2)
-        if m.get("grad_err_eps") is not None:
-            errors += f" / {_fmt(m.get('grad_err_eps'), 2)}"
-        collectives = ""
-        if m.get("hlo_all_gather") is not None:
-            collectives = (f"; HLO all-gather {int(m['hlo_all_gather'])}, all-reduce "
-                           f"{int(m.get('hlo_all_reduce', 0))}")
-        rows.append(head + [
-            _fmt(median * 1e3),
-            f"{100 * m['iqr_rel']:.0f}%" + (" noisy" if m.get("noisy") else ""),
-            _fmt(speedup / median, 2) + "x" if speedup else "–",
-            _memory_cell(m, world),
-            _mib(m.get("shard_logits_bytes")),
-            *comm,
-            errors,
-            verdict + collectives,
-        ])
-    return rows
+        row, mark = cell_row(rec, world1.get(_group_key(rec)))
+        rows.append({k: row.get(k, MISSING) for k in HEADER})
+        marks.append(mark)
+    return make_table(rows, marks, left=KEY_COLUMNS)
 
 
-def _ok(records):
-    return [r for r in records if r.get("status") == "ok"]
+def _ok(records: list[Record]) -> list[Record]:
+    return [r for r in records if r.status == "ok"]
 
 
 def _rank_memory(metrics: dict, multi_process: bool) -> tuple[float | None, str]:
@@ -163,7 +167,7 @@ def _rank_memory(metrics: dict, multi_process: bool) -> tuple[float | None, str]
     return None, ""
 
 
-def findings(records: list[dict], meta: dict) -> list[str]:
+def findings(records: list[Record], meta: dict) -> list[str]:
     """Bullets of "What this shows", each computed from the records."""
     out = []
     ok = _ok(records)
@@ -171,7 +175,7 @@ def findings(records: list[dict], meta: dict) -> list[str]:
     threads = meta.get("threads_per_rank", meta.get("threads"))
     by_group: dict[tuple, dict[int, dict]] = {}
     for rec in ok:
-        by_group.setdefault(_group_key(rec), {})[rec["cell"]["world"]] = rec["metrics"]
+        by_group.setdefault(_group_key(rec), {})[rec.cell["world"]] = rec.metrics
     speedups = []
     for key, worlds in sorted(by_group.items()):
         impl, n, c, dtype, pass_ = key
@@ -204,10 +208,10 @@ def findings(records: list[dict], meta: dict) -> list[str]:
             f"than the same cell at world 1; the best was {_fmt(best[0], 2)}x (`{best[1]}` "
             f"{best[2]} {best[3]}, world {best[4]}), the median "
             f"{_fmt(sorted(s[0] for s in speedups)[len(speedups) // 2], 2)}x.")
-    comm = [r for r in ok if (r["cell"].get("world") or 1) > 1]
+    comm = [r for r in ok if (r.cell.get("world") or 1) > 1]
     if comm:
-        rec = max(comm, key=lambda r: r["metrics"]["gather_bytes_per_rank"])
-        m, c = rec["metrics"], rec["cell"]
+        rec = max(comm, key=lambda r: r.metrics["gather_bytes_per_rank"])
+        m, c = rec.metrics, rec.cell
         out.append(
             f"Communication is modelled, not measured: three ring all-reduces of [N] float32 per "
             f"step, independent of C. At {c['n']}x{c['c']} and world {c['world']} each rank "
@@ -225,70 +229,77 @@ def findings(records: list[dict], meta: dict) -> list[str]:
             f"rank) the work per rank falls as 1/world while the collectives stay at "
             f"12 (world-1)/world * N bytes; the per-rank memory and the communication volume "
             f"are the figures that carry over.")
-    jax_cells = [r for r in ok if r["metrics"].get("hlo_all_gather") is not None]
+    jax_cells = [r for r in ok if r.metrics.get("hlo_all_gather") is not None]
     if jax_cells:
-        gathers = sum(int(r["metrics"]["hlo_all_gather"]) for r in jax_cells)
-        reduces = sorted({int(r["metrics"].get("hlo_all_reduce", 0)) for r in jax_cells})
+        gathers = sum(int(r.metrics["hlo_all_gather"]) for r in jax_cells)
+        reduces = sorted({int(r.metrics.get("hlo_all_reduce", 0)) for r in jax_cells})
         out.append(
             f"XLA's compiled HLO of the {len(jax_cells)} JAX cells holds "
             f"{gathers} all-gather(s) and {'/'.join(map(str, reduces))} all-reduce "
             f"instruction(s) per step (XLA may combine the two SUM reductions into one tuple "
             f"all-reduce)" + (": the logits are never gathered." if gathers == 0 else "."))
-    verdicts = [(r, agreement.verdict(r["metrics"], r["cell"]["dtype"])) for r in ok]
+    verdicts = [(r, agreement.verdict(r.metrics, r.cell["dtype"])) for r in ok]
     bad = [r for r, v in verdicts if v != "pass"]
     if verdicts and not bad:
-        worst = max(ok, key=lambda r: r["metrics"].get("grad_err_eps") or 0.0)
+        worst = max(ok, key=lambda r: r.metrics.get("grad_err_eps") or 0.0)
         out.append(f"All {len(verdicts)} measured cells agree with the float64 oracle (largest "
-                   f"gradient error {_fmt(worst['metrics'].get('grad_err_eps'), 2)} eps, "
-                   f"`{worst['cell']['impl']}` world {worst['cell']['world']}); every rank "
+                   f"gradient error {_fmt(worst.metrics.get('grad_err_eps'), 2)} eps, "
+                   f"`{worst.cell['impl']}` world {worst.cell['world']}); every rank "
                    f"returned the same loss (largest spread "
-                   f"{_fmt(max(r['metrics'].get('loss_rank_spread', 0.0) for r in ok), 2)}).")
+                   f"{_fmt(max(r.metrics.get('loss_rank_spread', 0.0) for r in ok), 2)}).")
     elif bad:
         out.append("Cells that miss the oracle: " + ", ".join(
-            f"`{r['cell']['impl']}` world {r['cell']['world']} {r['cell']['n']}x{r['cell']['c']} "
-            f"{r['cell']['pass']}" for r in bad) + ".")
-    failed = [r for r in records if r.get("status") != "ok"]
+            f"`{r.cell['impl']}` world {r.cell['world']} {r.cell['n']}x{r.cell['c']} "
+            f"{r.cell['pass']}" for r in bad) + ".")
+    failed = [r for r in records if r.status != "ok"]
     if failed:
         out.append(f"{len(failed)} cell(s) did not run to the end (a rank died, hung or raised); "
                    f"they are listed in the table with the reason.")
     return out
 
 
-HEADER = ["impl", "world", "size", "dtype", "pass", "median ms", "IQR", "vs world 1",
-          "peak MiB per rank", "logits block MiB", "sent KiB per rank", "gather would send MiB",
-          "loss / grad err eps", "verdict"]
-
-
-def render(records: list[dict], meta: dict) -> str:
-    lines = [f"# xent-bench distributed report: {meta.get('run_id')}", ""]
+def document(records: list[Record], meta: dict) -> list:
+    """The report's blocks (``reports.document``)."""
     machine = meta.get("machine") or {}
-    lines += [
-        f"Vocabulary-parallel cross-entropy: the classes are split over `world` ranks "
-        f"(contiguous blocks), each rank holds its block of the logits, and the loss is combined "
-        f"with three all-reduces of [N] float32 per step (row maxima, sums of exponentials, "
-        f"target logits); the gradient needs none. Machine: {machine.get('cpu_model')} "
-        f"({machine.get('cpu_count')} cores), git {machine.get('git_commit')}; "
-        f"{meta.get('threads_per_rank', meta.get('threads'))} thread(s) per rank, allocator "
-        f"{meta.get('allocator')}, {meta.get('budget_s')} s of timed rounds per cell. torch: one "
-        f"process per rank, gloo; jax: one process, `world` host devices; tensorflow: one "
-        f"process, `world` logical devices (DTensor).", "",
-        ALLOCATOR_NOTES.get(meta.get("allocator"), ""), "",
-        "Columns: *median ms* and *IQR* over the timed rounds on rank 0 (every round ends in a "
-        "barrier or a block on the result, so it lasts as long as the slowest rank); *vs world "
-        "1*: the same cell's world-1 median over this one; *peak MiB per rank*: resident "
-        "high-water of the timed rounds above the rank's resident size before its inputs were "
-        "made (its logits block, targets and working memory), one figure per rank process, or "
-        "the one process's figure where every device lives in one process; *logits block*: the "
-        "largest rank's block; *sent KiB per rank*: modelled ring all-reduce traffic per step "
-        "(`xent_impls.distributed.modelled_comm_bytes`); *gather would send*: the traffic of "
-        "all-gathering the logits instead; *loss / grad err eps*: agreement of the gathered "
-        "first rows with the float64 oracle; *verdict*: pass within the tolerance table.", "",
+    blocks = [
+        Heading(1, f"xent-bench distributed report: {meta.get('run_id')}"),
+        Para(f"Vocabulary-parallel cross-entropy: the classes are split over `world` ranks "
+             f"(contiguous blocks), each rank holds its block of the logits, and the loss is "
+             f"combined with three all-reduces of [N] float32 per step (row maxima, sums of "
+             f"exponentials, target logits); the gradient needs none. Machine: "
+             f"{machine.get('cpu_model')} ({machine.get('cpu_count')} cores), git "
+             f"{machine.get('git_commit')}; {meta.get('threads_per_rank', meta.get('threads'))} "
+             f"thread(s) per rank, allocator {meta.get('allocator')}, {meta.get('budget_s')} s "
+             f"of timed rounds per cell. torch: one process per rank, gloo; jax: one process, "
+             f"`world` host devices; tensorflow: one process, `world` logical devices (DTensor)."),
     ]
-    lines += _table(HEADER, cell_rows(records), "lllll" + "r" * 9)
-    lines += ["", "## What this shows", ""]
-    lines += [f"- {text}" for text in findings(records, meta)]
-    lines += ["", "## TensorFlow", "", TENSORFLOW_STATEMENT]
-    return "\n".join(lines)
+    note = ALLOCATOR_NOTES.get(meta.get("allocator"))
+    if note:
+        blocks.append(Para(note))
+    blocks += [
+        Para("Columns: *median ms* and *IQR* over the timed rounds on rank 0 (every round ends "
+             "in a barrier or a block on the result, so it lasts as long as the slowest rank); "
+             "*vs world 1*: the same cell's world-1 median over this one; *peak MiB per rank*: "
+             "resident high-water of the timed rounds above the rank's resident size before its "
+             "inputs were made (its logits block, targets and working memory), one figure per "
+             "rank process, or the one process's figure where every device lives in one "
+             "process; *logits block*: the largest rank's block; *sent KiB per rank*: modelled "
+             "ring all-reduce traffic per step (`xent_impls.distributed.modelled_comm_bytes`); "
+             "*gather would send*: the traffic of all-gathering the logits instead; *loss / grad "
+             "err eps*: agreement of the gathered first rows with the float64 oracle; "
+             "*verdict*: pass within the tolerance table."),
+        results_table(records),
+        Heading(2, "What this shows"),
+    ]
+    shows = findings(records, meta)
+    if shows:
+        blocks.append(Bullets(shows))
+    return blocks + [Heading(2, "TensorFlow"), Para(TENSORFLOW_STATEMENT.rstrip("\n"))]
+
+
+def render(records: list[Record], meta: dict) -> str:
+    """``distributed.md``: the report as Markdown."""
+    return render_markdown(document(records, meta))
 
 
 def write_report(run_dir) -> Path:
@@ -296,5 +307,5 @@ def write_report(run_dir) -> Path:
     run_dir = Path(run_dir)
     meta = runner.read_meta(run_dir)
     path = run_dir / REPORT
-    path.write_text(render(load_records(run_dir), meta))
+    path.write_text(render(load_records(run_dir), meta), encoding="utf-8")
     return path

@@ -1,26 +1,30 @@
 """Number and text formatting shared by every report: significant digits, errors in eps,
-ratios, sizes, case labels, and the mark for a missing value."""
+ratios, byte sizes, case labels, and the mark for a missing value. Every report formats its
+numbers with these functions (and writes its tables with ``reports.document``)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
+from xent_bench.analysis.compare_stats import DID_NOT_RUN, is_missing
 from xent_bench.harness.agreement import FAILING
+from xent_impls.vocabulary import PASSES
 
 MISSING = "–"
+KiB = 2.0**10
 MiB = 2.0**20
+GiB = 2.0**30
+BYTE_UNITS = {"B": 1.0, "KiB": KiB, "MiB": MiB, "GiB": GiB}
+# Short names of the passes in case labels.
+PASS_SHORT = dict(zip(PASSES, ("fwd", "fwd+bwd")))
 
 
-
-def is_missing(v) -> bool:
-    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
-
-
-def fmt_num(v, digits: int = 3) -> str:
-    """``v`` to ``digits`` significant digits, plain between 1e-3 and 1e6, MISSING for NaN."""
+def fmt_num(v, digits: int = 3, *, trim: bool = False) -> str:
+    """``v`` to ``digits`` significant digits, plain between 1e-3 and 1e6, MISSING for NaN or
+    None. ``trim`` drops trailing zeros (``8.00`` -> ``8``, ``0.500`` -> ``0.5``), for prose
+    and compact tables."""
     if is_missing(v):
         return MISSING
     v = float(v)
@@ -29,9 +33,23 @@ def fmt_num(v, digits: int = 3) -> str:
     if v == 0:
         return "0"
     if not 1e-3 <= abs(v) < 1e6:
-        return f"{v:.{digits - 1}e}"
+        mantissa, exponent = f"{v:.{digits - 1}e}".split("e")
+        return (_trim(mantissa) if trim else mantissa) + "e" + exponent
     decimals = max(digits - 1 - math.floor(math.log10(abs(v))), 0)
-    return f"{v:.{decimals}f}"
+    text = f"{v:.{decimals}f}"
+    return _trim(text) if trim else text
+
+
+def _trim(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def fmt_bytes(v, unit: str = "MiB", digits: int = 3, *, trim: bool = False) -> str:
+    """A size in bytes as a number of ``unit`` (``B``, ``KiB``, ``MiB`` or ``GiB``; the number
+    only: the column or the sentence names the unit), formatted by :func:`fmt_num`."""
+    if is_missing(v):
+        return MISSING
+    return fmt_num(float(v) / BYTE_UNITS[unit], digits, trim=trim)
 
 
 def fmt_eps(v) -> str:
@@ -73,7 +91,7 @@ def verdict_text(state: str, loss, grad, expected: bool) -> tuple[str, str]:
         state, state)
     if state in FAILING:
         return (f"{text} (expected)", "expected") if expected else (text, "bad")
-    return text, "bad" if state in ("error", "oom") else ""
+    return text, "bad" if state in DID_NOT_RUN else ""
 
 
 def impl_label(impl: str, expected: bool) -> str:
@@ -92,8 +110,7 @@ def case_label(r: dict) -> str:
 
 def case_columns(df: pd.DataFrame) -> list[str]:
     """Short case labels of timing cells, e.g. ``256x1000 float32 fwd+bwd``."""
-    short = {"forward": "fwd", "forward_backward": "fwd+bwd"}
-    return [f"{fmt_size(n, c)} {d} {short.get(p, p)}"
+    return [f"{fmt_size(n, c)} {d} {PASS_SHORT.get(p, p)}"
             for n, c, d, p in df[["n", "c", "dtype", "pass"]].to_numpy()]
 
 

@@ -2,7 +2,8 @@
 
 No ``pyplot``: nothing touches matplotlib's global backend or figure registry, so building a
 report inside a notebook or a test leaves the caller's state alone. Generic figures;
-``xent_bench.reports.run_report`` and ``xent_bench.reports.compare_report`` decide what data goes into them:
+``xent_bench.reports.run_report`` and ``xent_bench.reports.compare_report`` decide what data
+goes into them:
 
 - :func:`lines_by_classes`: a metric against the number of classes C (log x), one line per
   implementation (colour: framework/variant, line style: dtype), one panel per pass and form;

@@ -3,7 +3,7 @@
 ``write_reports(run_dir)`` reads ``meta.json`` and ``records.jsonl`` and writes, into the same
 folder:
 
-- ``records.parquet`` and ``records.csv``: the tidy long table of ``records.tidy`` (one row per
+- ``records.parquet`` and ``records.csv``: the tidy long table of ``analysis.run.tidy`` (one row per
   cell and metric), rows sorted by framework, variant, form, size, dtype, scale and pass;
 - ``raw_times.parquet`` and ``raw_times.csv``: the raw timed rounds, one row per round (the cell
   keys, ``status``, ``round`` counted from 0 and ``time_s``); agreement runs have no rounds, so
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xent_bench.analysis.compare_stats import DID_NOT_RUN
 from xent_bench.analysis.run import CASE_KEYS, Run, failure_reasons, load_run, rank_key, sort_rows
 from xent_bench.harness import agreement
 from xent_bench.harness.agreement import FAILING
@@ -52,6 +53,7 @@ from xent_bench.reports.format import (
     case_label,
     distinct,
     first_clause,
+    fmt_bytes,
     fmt_eps,
     fmt_num,
     fmt_ratio,
@@ -120,7 +122,7 @@ def header_blocks(run: Run) -> list:
 def provenance_blocks(run: Run) -> list:
     """The run-wide provenance table and one row of environment per framework."""
     meta, machine = run.meta, run.meta.get("machine") or {}
-    envs = [rec.get("env") or {} for rec in run.records]
+    envs = [rec.env for rec in run.records]
     labels = run.cells.get("cache_mode", [])
     rows = [
         ("run id", meta.get("run_id")), ("kind", run.kind), ("preset", meta.get("preset")),
@@ -141,8 +143,8 @@ def provenance_blocks(run: Run) -> list:
                        left=2)
     blocks = [Heading(2, "Provenance"), table]
     fw_rows = []
-    for fw in ordered([rec["cell"]["framework"] for rec in run.records], FRAMEWORKS):
-        fw_envs = [e for rec, e in zip(run.records, envs) if rec["cell"]["framework"] == fw]
+    for fw in ordered([rec.cell.get("framework") for rec in run.records], FRAMEWORKS):
+        fw_envs = [rec.env for rec in run.records if rec.cell.get("framework") == fw]
         fw_rows.append({
             "framework": fw,
             "versions": distinct(", ".join(f"{k} {v}" for k, v in sorted(e["versions"].items()))
@@ -408,7 +410,7 @@ def agreement_figures(run: Run, grid: pd.DataFrame | None = None) -> list[Figure
     grid = grid.assign(worst=grid[["loss", "grad"]].max(axis=1),
                        label=[impl_label(i, e) for i, e in zip(grid["impl"], grid["expected"])])
     grid.loc[grid["state"] == "nonfinite", "worst"] = np.inf
-    grid.loc[grid["state"].isin(["error", "oom"]), "worst"] = np.nan
+    grid.loc[grid["state"].isin(DID_NOT_RUN), "worst"] = np.nan
     text = [{"nonfinite": "NaN/inf", "error": "err", "oom": "oom"}.get(s, fmt_eps(w))
             for s, w in zip(grid["state"], grid["worst"])]
     grid = grid.assign(text=text)
@@ -485,8 +487,8 @@ def timing_row(r: dict) -> tuple[dict, dict]:
         "GB/s": fmt_num(r["GBps"]),
         "% of limit": fmt_num(r["pct_of_limit"], 2), "bound": bound,
         "calls/s": fmt_num(r["calls_per_s"]),
-        "peak extra MiB": fmt_num(r["peak_extra_bytes"] / MiB),
-        "retained MiB": fmt_num(r["retained_bytes"] / MiB),
+        "peak extra MiB": fmt_bytes(r["peak_extra_bytes"]),
+        "retained MiB": fmt_bytes(r["retained_bytes"]),
         "first call ms": fmt_num(r["first_call_s"] * 1e3), "compile s": fmt_num(r["compile_s"]),
         "vs native": fmt_ratio(r["speedup_vs_native"]), "verdict": verdict,
     }

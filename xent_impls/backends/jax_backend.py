@@ -138,3 +138,14 @@ def memory_in_use(device: str) -> int | None:
     if device != "cuda":
         return None
     return (_device(device).memory_stats() or {}).get("bytes_in_use")
+
+
+def exp_ceiling_ops(device: str, rows: int, cols: int) -> dict:
+    """Ops that evaluate ``rows * cols`` exponentials the way a cross-entropy kernel does, on a
+    cache-resident float32 block: log-sum-exp over rows and optax's cross-entropy, jitted."""
+    x = jax.device_put(4 * np.random.default_rng(0).random((rows, cols), dtype=np.float32),
+                       _device(device))
+    labels = jax.device_put(np.zeros(rows, dtype=np.int32), _device(device))
+    lse = jax.jit(lambda a: jax.nn.logsumexp(a, axis=1))
+    ce = jax.jit(optax.softmax_cross_entropy_with_integer_labels)
+    return {"logsumexp": lambda: lse(x), "cross_entropy": lambda: ce(x, labels)}

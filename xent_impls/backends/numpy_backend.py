@@ -72,5 +72,10 @@ def ceiling_ops(device: str, numel: int) -> dict:
     }
 
 
+def exp_ceiling_ops(device: str, rows: int, cols: int) -> dict:
+    """NumPy has no fused exp-and-reduce: its exp over an array is measured by ``ceiling_ops``."""
+    return {}
+
+
 def memory_in_use(device: str) -> int | None:
     return None

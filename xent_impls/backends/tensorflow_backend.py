@@ -162,3 +162,31 @@ def memory_in_use(device: str) -> int | None:
     if device != "cuda":
         return None
     return int(tf.config.experimental.get_memory_info("GPU:0")["current"])
+
+
+def exp_ceiling_ops(device: str, rows: int, cols: int) -> dict:
+    """Ops that evaluate ``rows * cols`` exponentials the way a cross-entropy kernel does, on a
+    cache-resident float32 block: log-sum-exp over rows and the native sparse cross-entropy,
+    compiled by XLA (TensorFlow's eager kernels were 2-3x slower here)."""
+    with tf.device(_device(device)):
+        x = tf.random.uniform([rows, cols], maxval=4.0, dtype=tf.float32)
+        labels = tf.zeros([rows], dtype=tf.int32)
+
+    def lse(a):
+        return tf.reduce_logsumexp(a, axis=1)
+
+    def ce(a, b):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=b, logits=a)
+
+    lse_xla = tf.function(lse, jit_compile=True, autograph=False)
+    ce_xla = tf.function(ce, jit_compile=True, autograph=False)
+
+
+    def on_device(op, *args):
+        def run():
+            with tf.device(_device(device)):
+                return op(*args)
+        return run
+
+    return {"logsumexp_xla": on_device(lse_xla, x),
+            "cross_entropy_xla": on_device(ce_xla, x, labels)}

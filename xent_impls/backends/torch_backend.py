@@ -123,3 +123,15 @@ def ceiling_ops(device: str, numel: int) -> dict:
         "read": lambda: x.sum(),
         "exp": lambda: torch.exp(x, out=y),
     }
+
+
+def exp_ceiling_ops(device: str, rows: int, cols: int) -> dict:
+    """Ops that evaluate ``rows * cols`` exponentials the way a cross-entropy kernel does, on a
+    cache-resident float32 block: exp fused with a row reduction (log-sum-exp), and the native
+    cross-entropy itself."""
+    x = torch.rand(rows, cols, device=device) * 4
+    labels = torch.zeros(rows, dtype=torch.int64, device=device)
+    return {
+        "logsumexp": lambda: torch.logsumexp(x, dim=1),
+        "cross_entropy": lambda: F.cross_entropy(x, labels, reduction="none"),
+    }

@@ -4,6 +4,7 @@ result (``tests/benchmarks/compare_impls.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from xent_bench.analysis.compare_stats import (
     speed_verdict,
 )
 from xent_bench.cli import main
+from xent_bench.harness.records import Record, append_record
 
 REPO = Path(__file__).resolve().parents[3]
 PLUGINS = REPO / "tests" / "plugins"  # test-only implementations (XENT_IMPLS_PLUGINS)
@@ -151,32 +153,31 @@ def _cell(impl: str, n=256, c=1000, pass_="forward", kind="timing", scale=1.0) -
 
 
 def _timing(impl: str, median_s: float, *, peak=2 * MiB, loss_eps=1.5, seed=0, status="ok",
-            **cell) -> dict:
+            **cell) -> Record:
     cell = _cell(impl, **cell)
     if status != "ok":
-        return {"run_id": "r", "cell": cell, "status": status, "error": "boom", "metrics": {},
-                "labels": {}, "raw": {}, "env": {}}
+        return Record(run_id="r", cell=cell, status=status, error="boom")
     times = list(_rounds(median_s, 0.02, 20, seed))
     metrics = {"median_s": float(np.median(times)), "iqr_rel": 0.03, "noisy": 0.0,
                "rounds": 20.0, "peak_extra_bytes": peak, "pct_of_limit": 40.0 * 1e-3 / median_s,
                "loss_nonfinite": 0 if np.isfinite(loss_eps) else 3, "loss_err_eps": loss_eps,
                "q1_s": median_s * 0.98, "q3_s": median_s * 1.02}
-    return {"run_id": "r", "cell": cell, "status": "ok", "error": None, "metrics": metrics,
-            "labels": {}, "raw": {"times_s": times},
-            "env": {"cpu_model": "Test CPU", "git_commit": "abc123", "device": "cpu",
-                    "versions": {cell["framework"]: "9.9"}, "device_name": "cpu"}}
+    return Record(run_id="r", cell=cell, status="ok", metrics=metrics, raw={"times_s": times},
+                  env={"cpu_model": "Test CPU", "git_commit": "abc123", "device": "cpu",
+                       "versions": {cell["framework"]: "9.9"}, "device_name": "cpu"})
 
 
-def _write_run(path: Path, records: list[dict], *, run_id: str, kind: str = "timing",
+def _write_run(path: Path, records: list[Record], *, run_id: str, kind: str = "timing",
                cpu: str = "Test CPU", commit: str = "abc123") -> Path:
     path.mkdir(parents=True)
     meta = {"run_id": run_id, "kind": kind, "preset": "test", "device": "cpu", "threads": 2,
             "allocator": "default", "budget_s": 0.1, "min_rounds": 5, "max_rounds": 50,
             "machine": {"cpu_model": cpu, "git_commit": commit, "started": "2026-01-01T00:00"},
             "ceilings": {"best": {"copy_GBps": 20.0, "read_GBps": 25.0, "exp_Gps": 1.0}},
-            "notes": [], "cells": [r["cell"] for r in records]}
+            "notes": [], "cells": [r.cell for r in records]}
     (path / "meta.json").write_text(json.dumps(meta))
-    (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    for rec in records:
+        append_record(path, rec)
     return path
 
 
@@ -255,12 +256,11 @@ def test_the_threshold_and_drift_options_decide_what_is_slower(two_runs, tmp_pat
                  "--fail-on", "slower", "--drift", "5"]) == 0
 
 
-def _agreement(impl: str, loss: float, grad: float) -> dict:
+def _agreement(impl: str, loss: float, grad: float) -> Record:
     cell = _cell(impl, n=32, c=100, pass_="forward_backward", kind="agreement", scale=10.0)
     metrics = {"loss_err_eps": loss, "grad_err_eps": grad, "loss_nonfinite": 0,
                "grad_nonfinite": 0}
-    return {"run_id": "r", "cell": cell, "status": "ok", "error": None, "metrics": metrics,
-            "labels": {}, "raw": {}, "env": {}}
+    return Record(run_id="r", cell=cell, status="ok", metrics=metrics)
 
 
 def _agreement_runs(tmp_path: Path) -> tuple[Path, Path]:
@@ -271,6 +271,26 @@ def _agreement_runs(tmp_path: Path) -> tuple[Path, Path]:
                                       _agreement("jax/optax/sparse", 80.0, 0.5)],
                      run_id="b", kind="agreement")
     return base, new
+
+
+def test_speed_is_judged_on_the_clean_rounds(tmp_path):
+    """Rounds that waited for a CPU (``raw["clean"]`` false) count in neither run's median."""
+    def run(name: str, times: list[float], clean: list[bool] | None) -> Path:
+        rec = _timing("torch/native/sparse", 1e-3)
+        raw = {"times_s": times} | ({"clean": clean} if clean is not None else {})
+        return _write_run(tmp_path / name, [dataclasses.replace(rec, raw=raw)], run_id=name)
+
+    steady = [1e-3, 1.01e-3, 0.99e-3, 1e-3, 1.02e-3, 0.98e-3]
+    stalled = steady + [9e-3] * 5
+    base = run("base", steady, None)
+    new = run("new", stalled, [True] * len(steady) + [False] * 5)
+    keyed = compare.keyed_cells(compare.load_run(new))
+    assert keyed["times"].iat[0] == steady
+    (row,) = compare.compare_runs(base, new).table.to_dict("records")
+    assert row["ratio"] == pytest.approx(1.0) and row["speed"] == "same"
+    # With no round clean, every round counts.
+    none_clean = run("none", stalled, [False] * len(stalled))
+    assert compare.keyed_cells(compare.load_run(none_clean))["times"].iat[0] == stalled
 
 
 def test_agreement_runs_compare_accuracy_only(tmp_path, capsys):

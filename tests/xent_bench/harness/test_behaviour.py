@@ -15,7 +15,7 @@ import pytest
 import xent_impls
 from xent_bench.cli import main
 from xent_bench.harness import behaviour, messages, runner
-from xent_bench.harness.records import append_record, load_records
+from xent_bench.harness.records import Record, append_record, load_records
 from xent_bench.reports import behaviour_report
 from xent_bench.reports import run_report as report
 from xent_impls import edge_cases
@@ -76,6 +76,13 @@ def test_run_probe_classifies_the_behaviour(impl_id, probe, outcome, found):
         assert "label 5 is out of range" in labels["message"]
 
 
+def _probe_record(status: str, **fields) -> Record:
+    """A record of the baseline probe on the NumPy reference (what ``cell_text`` reads)."""
+    (cell,) = [c for c in behaviour.build_cells([xent_impls.get("numpy/reference/sparse")],
+                                                semantics=False) if c["probe"] == "baseline"]
+    return Record(run_id="r", cell=cell, status=status, **fields)
+
+
 def test_classify_wrong_gradient_shape_and_silent_value():
     probe = edge_cases.get("multi-hot")
     logits, targets = probe.make("onehot")
@@ -87,7 +94,7 @@ def test_classify_wrong_gradient_shape_and_silent_value():
                                          ((p - targets) / len(logits)).astype(np.float32))
     assert labels["outcome"] == "wrong"
     assert metrics["loss_err_eps"] < 1 and metrics["grad_err_eps"] > 1e6
-    text, mark = behaviour_report.cell_text({"status": "ok", "labels": labels, "metrics": metrics})
+    text, mark = behaviour_report.cell_text(_probe_record("ok", labels=labels, metrics=metrics))
     assert text.startswith("SILENT wrong gradient off by") and mark == "bad"
 
     _, labels = behaviour.classify(probe, "onehot", logits, np.zeros((2, 5)), ref_grad)
@@ -105,7 +112,7 @@ def test_classify_wrong_gradient_shape_and_silent_value():
     ("worker exited with status 3: boom", "process exited (status 3)"),
 ])
 def test_worker_deaths_become_behaviours(message, text):
-    rec = {"status": "error", "error": message, "labels": {}, "metrics": {}}
+    rec = _probe_record("error", error=message)
     assert behaviour_report.cell_text(rec) == (text, "bad")
     death = behaviour_report.worker_death(message)
     if "what()" in message:
@@ -160,14 +167,13 @@ def test_report_of_a_synthetic_run_fills_every_cell(tmp_path):
         if cell["probe"] == "soft-labels":
             continue  # no record: an interrupted run
         if cell["probe"] == "label-eq-C-batch-256":
-            append_record(run_dir, {"run_id": meta["run_id"], "cell": cell, "status": "error",
-                                    "error": "worker killed by signal SIGABRT: what(): boom",
-                                    "metrics": {}, "labels": {}, "raw": {}, "env": env})
+            append_record(run_dir, Record(run_id=meta["run_id"], cell=cell, status="error",
+                                          error="worker killed by signal SIGABRT: what(): boom",
+                                          env=env))
             continue
         metrics, labels, raw = behaviour.measure_behaviour(xent_impls.get(cell["impl"]), cell, {})
-        append_record(run_dir, {"run_id": meta["run_id"], "cell": cell, "status": "ok",
-                                "metrics": metrics, "labels": labels, "raw": raw, "env": env,
-                                "error": None})
+        append_record(run_dir, Record(run_id=meta["run_id"], cell=cell, status="ok",
+                                      metrics=metrics, labels=labels, raw=raw, env=env))
     written = report.write_reports(run_dir)
     full = written["behaviour"].read_text()
     rows = _assert_no_blank_cells(full, "## Per framework", "## Probe catalogue")
@@ -244,28 +250,28 @@ def test_real_behaviour_run_contains_crashes_and_reports_every_cell(tmp_path):
     records = load_records(run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
     assert len(records) == len(meta["cells"])
-    by = {(r["cell"]["impl"], r["cell"]["probe"]): r for r in records}
+    by = {(r.cell["impl"], r.cell["probe"]): r for r in records}
 
     # The test-only implementation aborts on an out-of-range label: a behaviour, and the run
     # went on (its baseline and the later probes have records).
     for probe in ("label-eq-C", "label-eq-C-batch-256"):
         rec = by[("numpy/abort-on-bad-label/sparse", probe)]
-        assert rec["status"] == "error" and "SIGABRT" in rec["error"]
+        assert rec.status == "error" and "SIGABRT" in rec.error
         assert behaviour_report.cell_text(rec)[0] == "ABORTED (SIGABRT)"
-    assert by[("numpy/abort-on-bad-label/sparse", "baseline")]["labels"]["outcome"] == "ok"
+    assert by[("numpy/abort-on-bad-label/sparse", "baseline")].labels["outcome"] == "ok"
     # torch.compile's kernel aborts here too once its rows run in parallel (2+ threads); on a
     # machine where it raises instead, it must at least not answer silently.
     compiled = by[("torch/compiled/sparse", "label-eq-C-batch-256")]
     assert behaviour_report.cell_outcome(compiled) in ("aborted", "error")
     # Native behaviours.
-    assert by[("torch/native/sparse", "label-eq-C")]["labels"]["exception"] == "IndexError"
-    assert by[("jax/optax/sparse", "label-eq-C")]["labels"]["outcome"] == "silent"
-    assert by[("tensorflow/native/sparse", "label-eq-C")]["labels"]["exception"] == \
+    assert by[("torch/native/sparse", "label-eq-C")].labels["exception"] == "IndexError"
+    assert by[("jax/optax/sparse", "label-eq-C")].labels["outcome"] == "silent"
+    assert by[("tensorflow/native/sparse", "label-eq-C")].labels["exception"] == \
         "InvalidArgumentError"
     tf_multi = by[("tensorflow/native/onehot", "multi-hot")]
-    assert tf_multi["labels"]["outcome"] == "wrong" and tf_multi["metrics"]["grad_err_eps"] > 1e6
+    assert tf_multi.labels["outcome"] == "wrong" and tf_multi.metrics["grad_err_eps"] > 1e6
     for impl in impls:
-        assert by[(impl, "baseline")]["labels"]["outcome"] == "ok", impl
+        assert by[(impl, "baseline")].labels["outcome"] == "ok", impl
 
     full = (run_dir / "behaviour.md").read_text()
     rows = _assert_no_blank_cells(full, "## Per framework", "## Probe catalogue")

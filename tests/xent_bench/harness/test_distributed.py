@@ -16,7 +16,7 @@ from xent_bench.cli import main as cli_main
 from xent_bench.harness import distributed as dist_harness
 from xent_bench.harness.cells import cell_key, make_cell
 from xent_bench.harness.dist_worker import FAULT_ENV, parse_fault
-from xent_bench.harness.records import load_records
+from xent_bench.harness.records import Record, load_records
 from xent_bench.reports import distributed_report
 from xent_impls import Case, get
 from xent_impls.distributed import modelled_comm_bytes
@@ -96,7 +96,7 @@ def test_failure_message_puts_the_cause_first():
 # The report (from records only)
 
 
-def _record(world, median, status="ok", **extra):
+def _record(world, median, status="ok", **extra) -> Record:
     cell = dist_harness.make_dist_cell("torch", "sparse", Case(64, 1000), "forward", world)
     metrics = {"median_s": median, "q1_s": median, "q3_s": median, "iqr_rel": 0.02,
                "noisy": 0.0, "rounds": 9.0, "loss_err_eps": 1.0, "loss_nonfinite": 0,
@@ -108,9 +108,10 @@ def _record(world, median, status="ok", **extra):
     for r in range(world):
         metrics[f"rank_peak_bytes_r{r}"] = 2**20 / world
     if status != "ok":
-        return {"cell": cell, "status": status, "error": "rank 1 killed by signal SIGKILL",
-                "metrics": {"comm_bytes_per_rank": metrics["comm_bytes_per_rank"]}}
-    return {"cell": cell, "status": "ok", "error": None, "metrics": metrics | extra}
+        return Record(run_id="r", cell=cell, status=status,
+                      error="rank 1 killed by signal SIGKILL",
+                      metrics={"comm_bytes_per_rank": metrics["comm_bytes_per_rank"]})
+    return Record(run_id="r", cell=cell, status="ok", metrics=metrics | extra)
 
 
 def test_report_table_findings_and_tensorflow_statement():
@@ -149,20 +150,20 @@ def test_killed_rank_is_an_error_record_and_the_run_goes_on(tmp_path, monkeypatc
     cells = dist_harness.build_cells(frameworks=["torch"], worlds=[2],
                                      sizes=[(64, 37), (64, 40)], passes=["forward_backward"])
     run_dir, records, _ = _run(tmp_path, cells, 120, "kill:1:64x37", monkeypatch)
-    assert [cell_key(r["cell"]) for r in records] == [cell_key(c) for c in cells]
+    assert [r.key for r in records] == [cell_key(c) for c in cells]
     failed, ok = records
-    assert failed["status"] == "error"
-    assert failed["error"].startswith("rank 1 killed by signal SIGKILL"), failed["error"]
-    assert failed["metrics"]["comm_bytes_per_rank"] == modelled_comm_bytes(
+    assert failed.status == "error"
+    assert failed.error.startswith("rank 1 killed by signal SIGKILL"), failed.error
+    assert failed.metrics["comm_bytes_per_rank"] == modelled_comm_bytes(
         64, 37, 2, "sparse", "forward_backward", 4)
-    assert ok["status"] == "ok", ok["error"]
-    m = ok["metrics"]
+    assert ok.status == "ok", ok.error
+    m = ok.metrics
     assert m["loss_err_eps"] <= 16 and m["grad_err_eps"] <= 16 and m["loss_rank_spread"] == 0
     assert m["comm_bytes_per_rank"] == 3 * 4 * 64  # 3 all-reduces of 64 float32, world 2
-    assert [r["rank"] for r in ok["raw"]["per_rank"]] == [0, 1]
+    assert [r["rank"] for r in ok.raw["per_rank"]] == [0, 1]
     assert "rank_peak_bytes_r1" in m and m["rank_peak_bytes"] >= m["rank_peak_bytes_r1"]
-    assert m["rounds"] >= 5 and len(ok["raw"]["times_s"]) == m["rounds"]
-    assert ok["env"]["world"] == 2 and ok["env"]["threads"] == 1
+    assert m["rounds"] >= 5 and len(ok.raw["times_s"]) == m["rounds"]
+    assert ok.env["world"] == 2 and ok.env["threads"] == 1
     assert "killed" in (run_dir / "workers.log").read_text()
     assert not list(run_dir.glob(".dist-*"))  # task files and per-process logs cleaned up
     report = distributed_report.write_report(run_dir).read_text()
@@ -187,9 +188,9 @@ def test_hung_rank_is_killed_by_the_timeout(tmp_path, monkeypatch):
     run_dir, records, took = _run(tmp_path, cells, 3, "hang:1", monkeypatch,
                                   startup_timeout_s=240)
     (rec,) = records
-    assert rec["status"] == "error"
-    assert rec["error"].startswith("timed out after 3 s without finishing the cell"), rec
-    assert "hung: rank 0, rank 1" in rec["error"]
+    assert rec.status == "error"
+    assert rec.error.startswith("timed out after 3 s without finishing the cell"), rec
+    assert "hung: rank 0, rank 1" in rec.error
     assert not _alive_with(str(run_dir))  # every rank of the launch is gone
     assert took < 240
 
@@ -206,8 +207,8 @@ def test_cli_jax_run_report_and_resume(tmp_path):
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["kind"] == "distributed" and meta["worlds"] == [2]
     records = load_records(run_dir)
-    assert [(r["cell"]["world"], r["status"]) for r in records] == [(2, "ok")]
-    two = records[0]["metrics"]
+    assert [(r.cell["world"], r.status) for r in records] == [(2, "ok")]
+    two = records[0].metrics
     assert two["hlo_all_gather"] == 0 and two["hlo_all_reduce"] >= 1
     assert two["grad_err_eps"] <= 16
     assert "device_plan_bytes" in two

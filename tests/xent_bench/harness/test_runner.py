@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xent_bench.harness.cells import cell_key
-from xent_bench.harness.records import TruncatedRecordWarning, load_records
+from xent_bench.harness.records import Record, TruncatedRecordWarning, load_records
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def _run_folder(results: Path) -> Path:
 
 
 def _keys(records):
-    return [cell_key(r["cell"]) for r in records]
+    return [r.key for r in records]
 
 
 SLOW_GRID = ("run", "--preset", "smoke", "--impl", "numpy/slow/sparse", "--dtype", "float32",
@@ -94,7 +94,7 @@ def test_sigkill_mid_run_keeps_earlier_cells_and_resume_completes(tmp_path):
         "earlier records must be kept byte for byte"
     assert sorted(_keys(after)) == sorted(cell_key(c) for c in meta["cells"])
     assert len(set(_keys(after))) == len(after), "resume must not duplicate finished cells"
-    assert all(r["status"] == "ok" for r in after)
+    assert all(r.status == "ok" for r in after)
     assert _keys(after)[: len(interrupted)] == _keys(interrupted)
 
 
@@ -132,10 +132,10 @@ def test_worker_killed_mid_cell_becomes_error_record_and_run_goes_on(tmp_path):
     records = load_records(folder)
     meta = json.loads((folder / "meta.json").read_text())
     assert sorted(_keys(records)) == sorted(cell_key(c) for c in meta["cells"])
-    errors = [r for r in records if r["status"] == "error"]
-    assert len(errors) == 1, [r["error"] for r in errors]
-    assert "SIGKILL" in errors[0]["error"]
-    assert sum(r["status"] == "ok" for r in records) == len(meta["cells"]) - 1
+    errors = [r for r in records if r.status == "error"]
+    assert len(errors) == 1, [r.error for r in errors]
+    assert "SIGKILL" in errors[0].error
+    assert sum(r.status == "ok" for r in records) == len(meta["cells"]) - 1
 
 
 def test_crashing_worker_is_an_error_record_and_other_frameworks_complete(tmp_path):
@@ -144,17 +144,17 @@ def test_crashing_worker_is_an_error_record_and_other_frameworks_complete(tmp_pa
                 "float32", results=tmp_path)
     assert done.returncode == 0, done.stderr
     records = load_records(_run_folder(tmp_path))
-    by_impl: dict[str, list[dict]] = {}
+    by_impl: dict[str, list[Record]] = {}
     for r in records:
-        by_impl.setdefault(r["cell"]["impl"], []).append(r)
+        by_impl.setdefault(r.cell["impl"], []).append(r)
     assert set(by_impl) == {"numpy/abort/sparse", "numpy/fail/sparse", "torch/native/sparse"}
-    assert all(r["status"] == "error" and "SIGABRT" in r["error"]
+    assert all(r.status == "error" and "SIGABRT" in r.error
                for r in by_impl["numpy/abort/sparse"])
-    assert all(r["status"] == "error" and "deliberate failure" in r["error"]
+    assert all(r.status == "error" and "deliberate failure" in r.error
                for r in by_impl["numpy/fail/sparse"])
     torch_cells = by_impl["torch/native/sparse"]
-    assert len(torch_cells) == 2 and all(r["status"] == "ok" for r in torch_cells)
-    assert all(r["metrics"]["loss_err_eps"] < 16 for r in torch_cells)
+    assert len(torch_cells) == 2 and all(r.status == "ok" for r in torch_cells)
+    assert all(r.metrics["loss_err_eps"] < 16 for r in torch_cells)
 
 
 def test_truncated_last_line_is_reported_and_skipped(tmp_path):
@@ -185,9 +185,9 @@ def test_out_of_memory_is_a_result_with_its_size(tmp_path):
                 "numpy/reference/sparse", "--size", "64x1000", "--dtype", "float32",
                 "--pass", "forward", "--budget", "0.01", results=tmp_path)
     assert done.returncode == 0, done.stderr
-    records = {r["cell"]["impl"]: r for r in load_records(_run_folder(tmp_path))}
+    records = {r.cell["impl"]: r for r in load_records(_run_folder(tmp_path))}
     oom = records["numpy/oom/sparse"]
-    assert oom["status"] == "oom"
-    assert "MemoryError" in oom["error"]
-    assert oom["metrics"]["logits_bytes"] == 64 * 1000 * 4
-    assert records["numpy/reference/sparse"]["status"] == "ok", "the run goes on after an OOM"
+    assert oom.status == "oom"
+    assert "MemoryError" in oom.error
+    assert oom.metrics["logits_bytes"] == 64 * 1000 * 4
+    assert records["numpy/reference/sparse"].status == "ok", "the run goes on after an OOM"

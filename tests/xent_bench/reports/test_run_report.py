@@ -10,7 +10,7 @@ import pytest
 
 from xent_bench.analysis.run import load_run, tidy
 from xent_bench.harness import floor
-from xent_bench.harness.records import load_records
+from xent_bench.harness.records import Record, append_record, load_records
 from xent_bench.reports import format as fmt
 from xent_bench.reports import run_report as report
 
@@ -32,12 +32,13 @@ def _cell(kind: str, impl: str, n: int, c: int, dtype: str, pass_: str, scale: f
 
 
 def _record(cell: dict, metrics: dict, *, status: str = "ok", error: str | None = None,
-            raw: dict | None = None, labels: dict | None = None) -> dict:
-    return {"run_id": "run-1", "cell": cell, "env": _env(cell["framework"]), "status": status,
-            "metrics": metrics, "labels": labels or {}, "raw": raw or {}, "error": error}
+            raw: dict | None = None, labels: dict | None = None) -> Record:
+    return Record(run_id="run-1", cell=cell, env=_env(cell["framework"]), status=status,
+                  metrics=metrics, labels=labels or {}, raw=raw or {}, error=error)
 
 
-def _timing(impl: str, pass_: str, median_ms: float, *, c: int = 1000, noisy: bool = False) -> dict:
+def _timing(impl: str, pass_: str, median_ms: float, *, c: int = 1000,
+            noisy: bool = False) -> Record:
     """An ok timing record whose rounds have the given median (and a 30% IQR when noisy)."""
     cell = _cell("timing", impl, 256, c, "float32", pass_)
     median = median_ms / 1e3
@@ -58,7 +59,8 @@ def _timing(impl: str, pass_: str, median_ms: float, *, c: int = 1000, noisy: bo
                    labels={"cache_mode": "warm (no flush)"})
 
 
-def _agreement(impl: str, dtype: str, scale: float, loss_eps: float, grad_eps: float) -> dict:
+def _agreement(impl: str, dtype: str, scale: float, loss_eps: float,
+               grad_eps: float) -> Record:
     """An ok agreement record; an infinite error stands for a non-finite output."""
     cell = _cell("agreement", impl, 32, 100, dtype, "forward_backward", scale)
     metrics = {}
@@ -68,7 +70,7 @@ def _agreement(impl: str, dtype: str, scale: float, loss_eps: float, grad_eps: f
     return _record(cell, metrics, labels={"out_dtype": dtype})
 
 
-def _write_run(path: Path, kind: str, records: list[dict], **extra) -> Path:
+def _write_run(path: Path, kind: str, records: list[Record], **extra) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     meta = {"run_id": "run-1", "kind": kind, "preset": "test", "device": "cpu", "threads": 2,
             "allocator": "default", "budget_s": 0.1, "min_rounds": 5, "max_rounds": 50,
@@ -76,10 +78,10 @@ def _write_run(path: Path, kind: str, records: list[dict], **extra) -> Path:
                         "platform": "Linux-test", "started": "2026-01-01T00:00:00+00:00",
                         "hostname": "box", "cpu_count": 2},
             "notes": ["tensorflow: skipped, not installed (missing tensorflow)"],
-            "cells": [r["cell"] for r in records], "finished": "2026-01-01T00:01:00"} | extra
+            "cells": [r.cell for r in records], "finished": "2026-01-01T00:01:00"} | extra
     (path / "meta.json").write_text(json.dumps(meta))
-    with open(path / "records.jsonl", "w") as fh:
-        fh.writelines(json.dumps(rec) + "\n" for rec in records)
+    for rec in records:
+        append_record(path, rec)
     return path
 
 
@@ -151,7 +153,7 @@ def test_tables_round_trip(timing_report):
     assert set(back.columns) == set(expected.columns)
     assert len(pd.read_csv(timing_report["csv"])) == len(expected)
     raw = pd.read_parquet(timing_report["raw_parquet"])
-    assert len(raw) == sum(len(r["raw"].get("times_s", [])) for r in records)
+    assert len(raw) == sum(len(r.raw.get("times_s", [])) for r in records)
     assert list(raw.columns[-2:]) == ["round", "time_s"]
 
 
@@ -255,3 +257,17 @@ def test_run_with_only_errors(tmp_path):
                                          (float("inf"), "inf")])
 def test_fmt_num(value, text):
     assert fmt.fmt_num(value) == text
+
+
+@pytest.mark.parametrize("value, digits, text", [(8.0, 3, "8"), (0.5, 3, "0.5"), (1.25, 2, "1.2"),
+                                                 (1234.5, 3, "1234"), (0.000120, 3, "1.2e-04"),
+                                                 (float("nan"), 3, report.MISSING)])
+def test_fmt_num_trimmed(value, digits, text):
+    assert fmt.fmt_num(value, digits, trim=True) == text
+
+
+@pytest.mark.parametrize("value, unit, text", [(2**20, "MiB", "1.00"), (1536, "KiB", "1.50"),
+                                               (None, "MiB", report.MISSING),
+                                               (float("nan"), "KiB", report.MISSING)])
+def test_fmt_bytes(value, unit, text):
+    assert fmt.fmt_bytes(value, unit) == text
