@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xent_bench.harness import agreement
@@ -27,7 +28,8 @@ CASE_KEYS = ["n", "c", "dtype", "scale", "seed", "pass", "device"]
 METRICS = ("median_s", "q1_s", "q3_s", "iqr_rel", "noisy", "rounds", "first_call_s", "compile_s",
            "logits_bytes", "model_bytes", "peak_extra_bytes", "retained_bytes", "floor_s",
            "floor_bound", "GBps", "pct_of_limit", "calls_per_s", "loss_err_eps", "grad_err_eps",
-           "loss_nonfinite", "grad_nonfinite")
+           "loss_nonfinite", "grad_nonfinite", "clean_rounds", "contaminated_rounds", "contended",
+           "stall_wait_s", "busy_threads", "cpu_per_wall", "attempts")
 
 
 @dataclasses.dataclass
@@ -81,6 +83,10 @@ def prepare_cells(records: list[Record]) -> pd.DataFrame:
     """The wide cell table with every metric the report reads, verdicts, each cell's state and
     its speedup over the framework's native op."""
     cells = cell_table(records)
+    if not cells.empty:
+        # The clean-round medians of each interleaved block (None for cells timed alone): the
+        # pairs ratios are taken from.
+        cells["blocks"] = [block_medians(rec) for rec in records]
     wanted = [*CELL_KEYS, "status", "error", *METRICS]
     cells = cells.reindex(columns=list(dict.fromkeys([*cells.columns, *wanted])))
     for name in METRICS:
@@ -93,18 +99,56 @@ def prepare_cells(records: list[Record]) -> pd.DataFrame:
 
 
 def add_speedup(cells: pd.DataFrame) -> pd.DataFrame:
-    """Add ``native_impl``, ``native_median_s`` and ``speedup_vs_native`` (native median over
-    this cell's median, same case and pass)."""
+    """Add ``native_impl``, ``native_median_s`` and ``speedup_vs_native`` (the native op's time
+    over this cell's, same case and pass) with its interval ``speedup_lo`` / ``speedup_hi``.
+    Where both were measured in the same interleaved blocks, the speedup is the median of the
+    block-by-block ratios and the interval their range (``speedup_paired`` 1); otherwise the
+    ratio of the two medians, without an interval."""
     cells = cells.assign(native_impl=[
         agreement.native_id(fw, form) if fw in agreement.NATIVE_VARIANT else None
         for fw, form in zip(cells["framework"], cells["form"])
     ])
-    native = (cells.loc[cells["status"] == "ok", ["impl", *CASE_KEYS, "median_s"]]
-              .rename(columns={"impl": "native_impl", "median_s": "native_median_s"})
+    if "blocks" not in cells:
+        cells["blocks"] = None
+    native = (cells.loc[cells["status"] == "ok", ["impl", *CASE_KEYS, "median_s", "blocks"]]
+              .rename(columns={"impl": "native_impl", "median_s": "native_median_s",
+                               "blocks": "native_blocks"})
               .drop_duplicates(["native_impl", *CASE_KEYS]))
     cells = cells.merge(native, on=["native_impl", *CASE_KEYS], how="left")
     cells["speedup_vs_native"] = cells["native_median_s"] / cells["median_s"]
-    return cells
+    paired = [paired_ratio(nat, own) if isinstance(nat, dict) and isinstance(own, dict)
+              else None for nat, own in zip(cells["native_blocks"], cells["blocks"])]
+    cells["speedup_lo"] = [p[1] if p else float("nan") for p in paired]
+    cells["speedup_hi"] = [p[2] if p else float("nan") for p in paired]
+    cells["speedup_paired"] = [1.0 if p else 0.0 for p in paired]
+    cells["speedup_vs_native"] = [p[0] if p else s
+                                  for p, s in zip(paired, cells["speedup_vs_native"])]
+    return cells.drop(columns=["native_blocks"])
+
+
+def block_medians(rec: Record) -> dict[int, float] | None:
+    """``{block: median of its clean rounds}`` of an interleaved cell (``raw["block"]``), or
+    None for a cell timed alone."""
+    blocks, times = rec.raw.get("block"), rec.raw.get("times_s") or []
+    clean = rec.raw.get("clean") or [True] * len(times)
+    if not isinstance(blocks, list) or len(blocks) != len(times) or len(clean) != len(times):
+        return None
+    by_block: dict[int, list[float]] = {}
+    for block, t, ok in zip(blocks, times, clean):
+        if ok:
+            by_block.setdefault(int(block), []).append(float(t))
+    return {b: float(np.median(v)) for b, v in by_block.items()} or None
+
+
+def paired_ratio(numerator: dict[int, float], denominator: dict[int, float]
+                 ) -> tuple[float, float, float] | None:
+    """Median, lowest and highest of the block-by-block ratios numerator / denominator over
+    the blocks both have (None with fewer than 2: no interval can be said)."""
+    common = sorted(set(numerator) & set(denominator))
+    ratios = [numerator[b] / denominator[b] for b in common if denominator[b] > 0]
+    if len(ratios) < 2:
+        return None
+    return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
 
 
 def raw_times_table(records: list[Record]) -> pd.DataFrame:

@@ -129,19 +129,22 @@ def perf_counter_rounds(call_once, rounds: int, probe: StallProbe | None = None)
     return Rounds(times, stats, span, span_s)
 
 
-def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
-              max_rounds: int = 1000, warmup: int = 2, on_first_call=None,
-              run_rounds=perf_counter_rounds, probe: StallProbe | None = None) -> Timing:
-    """Time ``step(*inputs[i % len(inputs)])`` (rotating input sets, e.g. to defeat a GPU cache).
+@dataclasses.dataclass
+class Prepared:
+    """A step after its first call and warm-up: the timed call and the calibrated round count."""
 
-    ``on_first_call(out)`` is called with the first call's output right after it completes
-    (to check its values and read the peak memory of the compiling call before steady state).
-    ``run_rounds(call_once, rounds, probe) -> Rounds`` runs the timed rounds: the harness's own
-    loop by default, pytest-benchmark's ``pedantic`` in the pytest suite. ``call_once`` includes
-    the sync. ``probe`` reads the scheduler statistics around each round (a fresh
-    ``StallProbe`` by default).
-    """
-    probe = probe if probe is not None else StallProbe()
+    call_once: object  # () -> None: one call of the step, synced, output released
+    first_call_s: float
+    rounds: int
+
+
+def prepare_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
+                 max_rounds: int = 1000, warmup: int = 2, on_first_call=None) -> Prepared:
+    """Run ``step(*inputs[i % len(inputs)])`` once (timed apart: trace, compile, first run),
+    then ``warmup`` times, and calibrate the rounds that fill ``budget_s`` (rotating input
+    sets, e.g. to defeat a GPU cache). ``on_first_call(out)`` is called with the first call's
+    output right after it completes (to check its values and read the peak memory of the
+    compiling call before steady state)."""
     counter = itertools.count()
 
     def call_once():
@@ -157,8 +160,23 @@ def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
         on_first_call(out)
     del out
     warm = min(perf_counter_rounds(call_once, max(warmup, 1)).times_s)
-    rounds = calibrate_rounds(warm, budget_s, min_rounds, max_rounds)
-    timed = run_rounds(call_once, rounds, probe)
-    return Timing(first_call_s=first, times_s=list(timed.times_s), stats=list(timed.stats),
-                  stall_source=probe.source, min_clean=min_rounds, span=timed.span,
-                  span_s=timed.span_s)
+    return Prepared(call_once, first, calibrate_rounds(warm, budget_s, min_rounds, max_rounds))
+
+
+def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
+              max_rounds: int = 1000, warmup: int = 2, on_first_call=None,
+              run_rounds=perf_counter_rounds, probe: StallProbe | None = None) -> Timing:
+    """Time ``step`` (``prepare_step``, then the calibrated rounds in one go).
+
+    ``run_rounds(call_once, rounds, probe) -> Rounds`` runs the timed rounds: the harness's own
+    loop by default, pytest-benchmark's ``pedantic`` in the pytest suite. ``call_once`` includes
+    the sync. ``probe`` reads the scheduler statistics around each round (a fresh
+    ``StallProbe`` by default).
+    """
+    probe = probe if probe is not None else StallProbe()
+    prepared = prepare_step(step, inputs, sync, budget_s=budget_s, min_rounds=min_rounds,
+                            max_rounds=max_rounds, warmup=warmup, on_first_call=on_first_call)
+    timed = run_rounds(prepared.call_once, prepared.rounds, probe)
+    return Timing(first_call_s=prepared.first_call_s, times_s=list(timed.times_s),
+                  stats=list(timed.stats), stall_source=probe.source, min_clean=min_rounds,
+                  span=timed.span, span_s=timed.span_s)

@@ -23,7 +23,8 @@ import xent_impls
 from xent_bench.harness import agreement, behaviour, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
 from xent_bench.harness.records import Record, append_record
-from xent_bench.harness.timing import perf_counter_rounds, time_step
+from xent_bench.harness.stalls import StallProbe
+from xent_bench.harness.timing import Rounds, Timing, perf_counter_rounds, prepare_step
 from xent_impls.api import to_framework_inputs
 from xent_impls.checks import check
 
@@ -31,6 +32,8 @@ from xent_impls.checks import check
 # read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).
 GPU_CACHE_BYTES = 128 * 2**20
 MAX_ROTATION = 64
+# Interleaved blocks of the implementations of one case (measure_interleaved).
+BLOCKS = 5
 # Extra measurements of a contended timing cell (see run_task).
 REMEASURE = 2
 
@@ -99,76 +102,158 @@ def slowed(step, impl_id: str, sync):
     return slow_step
 
 
+class TimedCell:
+    """One timing cell set up for its timed rounds: inputs converted, step built, first call
+    run (timed apart, its output checked against the oracle), rounds calibrated. ``finish``
+    turns the timed rounds into the cell's metrics, after measuring its steady-state peak
+    memory in rounds of its own."""
+
+    def __init__(self, impl, cell: dict, task: dict):
+        self.impl, self.cell, self.task = impl, cell, task
+        case = cell_case(cell)
+        device = self.device = cell["device"]
+        be = self.be = impl.backend
+        self.cost = floor.modelled_cost(case.n, case.c, case.dtype, impl.form, cell["pass"])
+        logits, targets = xent_impls.make_inputs(case, impl.form)
+        copies = self.copies = 1
+        if device == "cuda":
+            copies = self.copies = int(min(MAX_ROTATION, max(
+                1, -(-GPU_CACHE_BYTES // max(self.cost["model_bytes"], 1)))))
+        self.inputs = [to_framework_inputs(impl, logits, targets, device) for _ in range(copies)]
+        rows = min(case.n, agreement.CHECK_ROWS)
+        check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
+        del logits, targets
+        self.step = slowed(be.make_step(impl, cell["pass"] == "forward_backward", device),
+                           impl.id, be.sync)
+
+        # Memory of the first call: resident size before it (inputs alive), its peak (includes
+        # compilation) and what it left resident (caches, compiled code, pools). The
+        # steady-state peak is measured after the timed rounds, in rounds of its own.
+        rss0 = memory.rss_bytes()
+        memory.reset_peak_rss()
+        self.extra: dict = {}
+
+        def after_first_call(out):
+            hwm, rss1 = memory.peak_rss_bytes(), memory.rss_bytes()
+            if device == "cpu" and None not in (hwm, rss0, rss1):
+                self.extra["first_call_peak_bytes"] = float(max(hwm - rss0, 0))
+                self.extra["retained_bytes"] = float(max(rss1 - rss0, 0))
+            self.extra.update(agreement.check_output(be, case, out, check_logits, check_targets,
+                                                     cell["pass"]))
+
+        self.prepared = prepare_step(self.step, self.inputs, be.sync, budget_s=task["budget_s"],
+                                     min_rounds=task["min_rounds"],
+                                     max_rounds=task["max_rounds"],
+                                     on_first_call=after_first_call)
+
+    def timing(self, rounds: Rounds, source: str) -> Timing:
+        return Timing(first_call_s=self.prepared.first_call_s, times_s=list(rounds.times_s),
+                      stats=list(rounds.stats), stall_source=source,
+                      min_clean=self.task["min_rounds"], span=rounds.span, span_s=rounds.span_s)
+
+    def finish(self, timing: Timing, blocks: list[int] | None = None
+               ) -> tuple[dict, dict, dict]:
+        metrics = timing.summary() | self.cost | self.extra
+        be, device = self.be, self.device
+
+        # Peak memory in rounds of its own, after the timed rounds, from a clean baseline (see
+        # memory.py): the same cell gives the same figure whatever ran before it.
+        def call():
+            out = self.step(*self.inputs[0])
+            be.sync(out)
+
+        if device == "cpu":
+            peak = memory.steady_peak_bytes(call)
+            if peak is not None:
+                metrics["peak_extra_bytes"] = peak
+        else:
+            be.reset_peak_memory(device)
+            in_use0 = be.memory_in_use(device)
+            call()
+            peak = be.peak_memory(device)
+            if peak is not None and in_use0 is not None:
+                metrics["peak_extra_bytes"] = float(max(peak - in_use0, 0))
+        ceilings = self.task.get("ceilings") or {}
+        if ceilings:
+            metrics |= floor.floor_metrics(self.cost, self.cell["pass"], ceilings,
+                                           timing.median_s)
+            metrics |= {k: v for k, v in ceilings.items() if isinstance(v, float)}
+        copies = self.copies
+        labels = {"cache_mode": (f"rotate {copies} input copies" if copies > 1
+                                 else "warm (no flush)"),
+                  "stall_source": timing.stall_source}
+        factor = slowdown_factor(self.impl.id)
+        if factor is not None:
+            labels["slowdown"] = f"x{factor:g} ({SLOWDOWN_ENV})"
+        raw = {"times_s": timing.times_s, "clean": timing.clean,
+               "wait_s": [s.wait_s if s is not None else None for s in timing.stats]}
+        if blocks is not None:
+            raw["block"] = blocks
+        return metrics, labels, raw
+
+
 def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
                    ) -> tuple[dict, dict, dict]:
-    """Time one cell; returns (metrics, labels, raw). ``run_rounds`` is the round loop (see
-    ``timing.time_step``): the pytest-benchmark suite passes pytest-benchmark's."""
-    case = cell_case(cell)
-    device = cell["device"]
-    be = impl.backend
-    cost = floor.modelled_cost(case.n, case.c, case.dtype, impl.form, cell["pass"])
-    logits, targets = xent_impls.make_inputs(case, impl.form)
-    copies = 1
-    if device == "cuda":
-        copies = int(min(MAX_ROTATION, max(1, -(-GPU_CACHE_BYTES // max(cost["model_bytes"], 1)))))
-    inputs = [to_framework_inputs(impl, logits, targets, device) for _ in range(copies)]
-    rows = min(case.n, agreement.CHECK_ROWS)
-    check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
-    del logits, targets
-    step = slowed(be.make_step(impl, cell["pass"] == "forward_backward", device), impl.id,
-                  be.sync)
+    """Time one cell on its own; returns (metrics, labels, raw). ``run_rounds`` is the round
+    loop (see ``timing.time_step``): the pytest-benchmark suite passes pytest-benchmark's."""
+    timed = TimedCell(impl, cell, task)
+    probe = StallProbe()
+    rounds = run_rounds(timed.prepared.call_once, timed.prepared.rounds, probe)
+    return timed.finish(timed.timing(rounds, probe.source))
 
-    # Memory of the first call: resident size before it (inputs alive), its peak (includes
-    # compilation) and what it left resident (caches, compiled code, pools). The steady-state
-    # peak is measured after the timed rounds, in rounds of its own.
-    rss0 = memory.rss_bytes()
-    memory.reset_peak_rss()
-    extra: dict = {}
 
-    def after_first_call(out):
-        hwm, rss1 = memory.peak_rss_bytes(), memory.rss_bytes()
-        if device == "cpu" and None not in (hwm, rss0, rss1):
-            extra["first_call_peak_bytes"] = float(max(hwm - rss0, 0))
-            extra["retained_bytes"] = float(max(rss1 - rss0, 0))
-            extra["_rss1"] = rss1
-        extra.update(agreement.check_output(be, case, out, check_logits, check_targets,
-                                            cell["pass"]))
-        memory.reset_peak_rss()
+def case_key(cell: dict) -> tuple:
+    """What implementations measured side by side have in common: the case and the pass."""
+    return tuple(cell[k] for k in ("kind", "n", "c", "dtype", "scale", "seed", "pass", "device"))
 
-    timing = time_step(step, inputs, be.sync, budget_s=task["budget_s"],
-                       min_rounds=task["min_rounds"], max_rounds=task["max_rounds"],
-                       on_first_call=after_first_call, run_rounds=run_rounds)
-    extra.pop("_rss1", None)
-    metrics = timing.summary() | cost | extra
 
-    # Peak memory in rounds of its own, after the timed rounds, from a clean baseline (see
-    # memory.py): the same cell gives the same figure whatever ran before it.
-    def call():
-        out = step(*inputs[0])
-        be.sync(out)
-
-    if device == "cpu":
-        peak = memory.steady_peak_bytes(call)
-        if peak is not None:
-            metrics["peak_extra_bytes"] = peak
-    else:
-        be.reset_peak_memory(device)
-        in_use0 = be.memory_in_use(device)
-        call()
-        peak = be.peak_memory(device)
-        if peak is not None and in_use0 is not None:
-            metrics["peak_extra_bytes"] = float(max(peak - in_use0, 0))
-    ceilings = task.get("ceilings") or {}
-    if ceilings:
-        metrics |= floor.floor_metrics(cost, cell["pass"], ceilings, timing.median_s)
-        metrics |= {k: v for k, v in ceilings.items() if isinstance(v, float)}
-    labels = {"cache_mode": f"rotate {copies} input copies" if copies > 1 else "warm (no flush)",
-              "stall_source": timing.stall_source}
-    if slowdown_factor(impl.id) is not None:
-        labels["slowdown"] = f"x{slowdown_factor(impl.id):g} ({SLOWDOWN_ENV})"
-    raw = {"times_s": timing.times_s, "clean": timing.clean,
-           "wait_s": [s.wait_s if s is not None else None for s in timing.stats]}
-    return metrics, labels, raw
+def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
+                        ) -> list[tuple[int, Record]]:
+    """Time the cells of one case side by side: each is set up (first call, warm-up,
+    calibration), then their rounds run in ``BLOCKS`` interleaved blocks (A B C A B C ...), so
+    that a change of the machine's state during the case falls on every implementation alike
+    and a ratio can be taken block by block (``analysis.run``). A cell that fails is an error
+    record; the others go on."""
+    ready, done = [], []
+    for index, cell in group:
+        protocol.send_start(index)
+        try:
+            ready.append((index, TimedCell(xent_impls.get(cell["impl"]), cell, task)))
+        except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
+            done.append((index, failure_record(task, cell, env, exc)))
+    probe = StallProbe()
+    times: dict[int, list[float]] = {i: [] for i, _ in ready}
+    stats: dict[int, list] = {i: [] for i, _ in ready}
+    blocks: dict[int, list[int]] = {i: [] for i, _ in ready}
+    failed: dict[int, BaseException] = {}
+    for block in range(BLOCKS):
+        for index, timed in ready:
+            if index in failed:
+                continue
+            protocol.send_start(index)
+            per_block = max(1, -(-timed.prepared.rounds // BLOCKS))
+            try:
+                rounds = perf_counter_rounds(timed.prepared.call_once, per_block, probe)
+            except Exception as exc:  # noqa: BLE001
+                failed[index] = exc
+                continue
+            times[index] += rounds.times_s
+            stats[index] += rounds.stats
+            blocks[index] += [block] * len(rounds.times_s)
+    for index, timed in ready:
+        protocol.send_start(index)
+        if index in failed:
+            done.append((index, failure_record(task, timed.cell, env, failed[index])))
+            continue
+        try:
+            timing = timed.timing(Rounds(times[index], stats[index]), probe.source)
+            metrics, labels, raw = timed.finish(timing, blocks[index])
+            labels["interleaved"] = f"{BLOCKS} blocks with {len(ready) - 1} other implementations"
+            done.append((index, Record(run_id=task["run_id"], cell=timed.cell, status="ok",
+                                       metrics=metrics, labels=labels, raw=raw, env=env)))
+        except Exception as exc:  # noqa: BLE001
+            done.append((index, failure_record(task, timed.cell, env, exc)))
+    return sorted(done, key=lambda item: item[0])
 
 
 def measure_cell(task: dict, cell: dict, env: dict) -> Record:
@@ -180,16 +265,30 @@ def measure_cell(task: dict, cell: dict, env: dict) -> Record:
         return Record(run_id=task["run_id"], cell=cell, status="ok", metrics=metrics,
                       labels=labels, raw=raw, env=env)
     except Exception as exc:  # noqa: BLE001 - every failure of a cell is a result
-        status = "oom" if memory.is_out_of_memory(exc) else "error"
-        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-        traceback.print_exc(file=sys.stderr)
-        metrics = {}
-        if status == "oom":
-            case = cell_case(cell)
-            metrics = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"],
-                                          cell["pass"])
-        return Record(run_id=task["run_id"], cell=cell, status=status, metrics=metrics,
-                      env=env, error=message)
+        return failure_record(task, cell, env, exc)
+
+
+def failure_record(task: dict, cell: dict, env: dict, exc: BaseException) -> Record:
+    """The record of a cell that raised: ``oom`` (with the modelled size) or ``error``."""
+    status = "oom" if memory.is_out_of_memory(exc) else "error"
+    message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+    traceback.print_exception(exc, file=sys.stderr)
+    metrics = {}
+    if status == "oom":
+        case = cell_case(cell)
+        metrics = floor.modelled_cost(case.n, case.c, case.dtype, cell["form"], cell["pass"])
+    return Record(run_id=task["run_id"], cell=cell, status=status, metrics=metrics, env=env,
+                  error=message)
+
+
+def case_groups(cells: list[dict]) -> list[list[tuple[int, dict]]]:
+    """The task's cells as (index, cell) groups of one case (``case_key``), in the order each
+    case first appears; timing cells of one case are measured side by side."""
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for index, cell in enumerate(cells):
+        key = case_key(cell) if cell["kind"] == "timing" else ("cell", index)
+        groups.setdefault(key, []).append((index, cell))
+    return list(groups.values())
 
 
 MEASURE = {"agreement": measure_agreement, "timing": measure_timing,
@@ -219,13 +318,19 @@ def run_task(task: dict) -> int:
         return 0
 
     deferred = []  # timing cells that came out contended: measured again at the end
-    for index, cell in enumerate(task["cells"]):
-        protocol.send_start(index)
-        record = measure_cell(task, cell, env)
-        if record.metrics.get("contended"):
-            deferred.append((index, record))
+    for group in case_groups(task["cells"]):
+        if len(group) > 1 and group[0][1]["kind"] == "timing":
+            results = measure_interleaved(group, task, env)
         else:
-            append_record(run_dir, record)
+            results = []
+            for index, cell in group:
+                protocol.send_start(index)
+                results.append((index, measure_cell(task, cell, env)))
+        for index, record in results:
+            if record.metrics.get("contended"):
+                deferred.append((index, record))
+            else:
+                append_record(run_dir, record)
     for index, record in deferred:
         # A contended cell (too few rounds free of CPU waits) is measured again once the rest
         # of the task has run, up to REMEASURE times; the attempt with the most clean rounds

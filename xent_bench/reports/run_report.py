@@ -32,7 +32,15 @@ import numpy as np
 import pandas as pd
 
 from xent_bench.analysis.compare_stats import DID_NOT_RUN
-from xent_bench.analysis.run import CASE_KEYS, Run, failure_reasons, load_run, rank_key, sort_rows
+from xent_bench.analysis.run import (
+    CASE_KEYS,
+    Run,
+    failure_reasons,
+    load_run,
+    paired_ratio,
+    rank_key,
+    sort_rows,
+)
 from xent_bench.harness import agreement
 from xent_bench.harness.agreement import FAILING
 from xent_bench.reports import behaviour_report, distributed_report, plots
@@ -138,7 +146,11 @@ def provenance_blocks(run: Run) -> list:
     if run.kind == "timing":
         rows += [("time budget", (f"{meta.get('budget_s')} s of rounds per cell, "
                                  f"{meta.get('min_rounds')}-{meta.get('max_rounds')} rounds")),
-                 ("cache mode", distinct(labels))]
+                 ("cache mode", distinct(labels)),
+                 ("thread rule", meta.get("threads_rule")),
+                 ("load average (1 min) at start / end", _load_text(meta)),
+                 ("stall detection", distinct(run.cells.get("stall_source", []))),
+                 ("contention", contention_text(run.cells))]
     table = make_table([{"item": k, "value": MISSING if is_missing(v) else v} for k, v in rows],
                        left=2)
     blocks = [Heading(2, "Provenance"), table]
@@ -157,6 +169,26 @@ def provenance_blocks(run: Run) -> list:
     if fw_rows:
         blocks.append(make_table(fw_rows, left=6, caption="Per framework, from the records' env."))
     return blocks
+
+
+def _load_text(meta: dict) -> str:
+    start, end = meta.get("load_average_start"), meta.get("load_average_end")
+    return " / ".join(MISSING if v is None else f"{v:.2f}" for v in (start, end))
+
+
+def contention_text(cells: pd.DataFrame) -> str:
+    """Contended cells, contaminated rounds and the share of the timed time spent waiting for a
+    CPU, over the timing cells that ran."""
+    timed = cells[(cells["status"] == "ok") & cells["rounds"].notna()]
+    if timed.empty or timed["clean_rounds"].isna().all():
+        return MISSING
+    rounds = timed["rounds"].sum()
+    dirty = timed["contaminated_rounds"].sum()
+    waited = timed["stall_wait_s"].sum()
+    timed_s = (timed["median_s"] * timed["rounds"]).sum()
+    share = f", about {100 * waited / timed_s:.1f}% of the timed time waiting" if timed_s else ""
+    return (f"{int((timed['contended'] == 1).sum())} of {len(timed)} cells contended; "
+            f"{int(dirty)} of {int(rounds)} rounds contaminated{share}")
 
 
 def status_blocks(cells: pd.DataFrame) -> list:
@@ -476,6 +508,7 @@ def timing_row(r: dict) -> tuple[dict, dict]:
         return ({"impl": label, "median ms": r["status"], "verdict": r["status"]},
                 {"median ms": "bad", "verdict": "bad"})
     noisy = r["noisy"] == 1
+    contended = r["contended"] == 1
     verdict, vmark = verdict_text(r["state"], r["loss_err_eps"], r["grad_err_eps"],
                                   r["expected_failure"])
     bound = {1.0: "exp", 0.0: "memory"}.get(r["floor_bound"], MISSING)
@@ -483,24 +516,47 @@ def timing_row(r: dict) -> tuple[dict, dict]:
         "impl": label, "median ms": fmt_num(r["median_s"] * 1e3),
         "IQR": MISSING if is_missing(r["iqr_rel"]) else
         f"{100 * r['iqr_rel']:.0f}%" + (" noisy" if noisy else ""),
-        "rounds": MISSING if is_missing(r["rounds"]) else str(int(r["rounds"])),
+        "rounds": MISSING if is_missing(r["rounds"]) else _rounds_text(r),
         "GB/s": fmt_num(r["GBps"]),
         "% of limit": fmt_num(r["pct_of_limit"], 2), "bound": bound,
         "calls/s": fmt_num(r["calls_per_s"]),
         "peak extra MiB": fmt_bytes(r["peak_extra_bytes"]),
         "retained MiB": fmt_bytes(r["retained_bytes"]),
         "first call ms": fmt_num(r["first_call_s"] * 1e3), "compile s": fmt_num(r["compile_s"]),
-        "vs native": fmt_ratio(r["speedup_vs_native"]), "verdict": verdict,
+        "vs native": _speedup_text(r), "verdict": verdict,
     }
     marks = {"IQR": "warn" if noisy else "", "verdict": vmark,
-             "% of limit": "bad" if r["pct_of_limit"] > 100 else ""}
+             "% of limit": "bad" if r["pct_of_limit"] > 100 else "",
+             "rounds": "warn" if contended else "", "median ms": "warn" if contended else ""}
     return text, marks
 
 
+def _speedup_text(r: dict) -> str:
+    """The speedup over the native op, with the range of its block-by-block ratios where the
+    two were measured side by side."""
+    text = fmt_ratio(r["speedup_vs_native"])
+    if r.get("speedup_paired") == 1 and r["impl"] != r.get("native_impl"):
+        text += f" ({fmt_ratio(r['speedup_lo'])}-{fmt_ratio(r['speedup_hi'])})"
+    return text
+
+
+def _rounds_text(r: dict) -> str:
+    """Clean rounds of all rounds, e.g. ``48/50``; ``contended`` when too few were clean."""
+    total = int(r["rounds"])
+    if is_missing(r["clean_rounds"]):
+        return str(total)
+    text = f"{int(r['clean_rounds'])}/{total}"
+    return text + " contended" if r["contended"] == 1 else text
+
+
 def ranked(group: pd.DataFrame) -> pd.DataFrame:
-    """Cells that ran, fastest first, then the ones that did not (in implementation order)."""
-    ok = group[group["status"] == "ok"].sort_values(["median_s", "impl"], kind="stable")
-    return pd.concat([ok, group[group["status"] != "ok"]])
+    """Clean cells fastest first, then contended cells (too few rounds free of CPU waits: shown,
+    not ranked as if clean), then the ones that did not run (in implementation order)."""
+    ok = group[group["status"] == "ok"]
+    contended = ok["contended"] == 1
+    clean = ok[~contended].sort_values(["median_s", "impl"], kind="stable")
+    return pd.concat([clean, ok[contended].sort_values(["median_s", "impl"], kind="stable"),
+                      group[group["status"] != "ok"]])
 
 
 def case_groups(cells: pd.DataFrame):
@@ -536,14 +592,18 @@ def form_ratios(cells: pd.DataFrame) -> pd.DataFrame:
     keys = ["framework", "variant", "n", "c", "dtype", "scale", "seed", "pass", "device"]
     ok = cells[(cells["status"] == "ok") & cells["form"].isin(FORMS)]
     wide = (ok.drop_duplicates([*keys, "form"]).set_index([*keys, "form"])
-            [["median_s", "peak_extra_bytes"]].unstack("form"))
-    peaks = wide["peak_extra_bytes"].where(wide["peak_extra_bytes"] > 0) if not wide.empty else None
+            [["median_s", "peak_extra_bytes", "blocks"]].unstack("form"))
     if wide.empty or wide.columns.get_level_values("form").nunique() < 2:
         return pd.DataFrame()
+    peaks = wide["peak_extra_bytes"].where(wide["peak_extra_bytes"] > 0)
+    time_ratio = wide[("median_s", "onehot")] / wide[("median_s", "sparse")]
+    # Forms measured in the same interleaved blocks: the median of the block-by-block ratios.
+    paired = [paired_ratio(a, b) if isinstance(a, dict) and isinstance(b, dict) else None
+              for a, b in zip(wide[("blocks", "onehot")], wide[("blocks", "sparse")])]
     out = pd.DataFrame({
-        "time_ratio": wide[("median_s", "onehot")] / wide[("median_s", "sparse")],
+        "time_ratio": [p[0] if p else r for p, r in zip(paired, time_ratio)],
         "memory_ratio": peaks["onehot"] / peaks["sparse"],
-    }).dropna(subset=["time_ratio"]).reset_index()
+    }, index=wide.index).dropna(subset=["time_ratio"]).reset_index()
     return sort_rows(out)
 
 
@@ -578,10 +638,18 @@ def form_blocks(cells: pd.DataFrame) -> list:
 
 def headline_findings(cells: pd.DataFrame) -> list[str]:
     """The generated 'Headlines' list of a timing run."""
-    ok = cells[cells["status"] == "ok"]
-    if ok.empty:
+    measured = cells[cells["status"] == "ok"]
+    if measured.empty:
         return ["No cell produced a timing."]
     bullets = []
+    contended = measured[measured["contended"] == 1]
+    ok = measured[measured["contended"] != 1]  # headlines rank clean cells only
+    if not contended.empty:
+        bullets.append(f"{n_cells(len(contended))} of {len(measured)} stayed contended (too few "
+                       "rounds free of waits for a CPU, after re-measuring): shown in the tables, "
+                       "left out of these headlines.")
+    if ok.empty:
+        return bullets
     by_size_pass: dict[tuple, list[str]] = {}
     for (n, c, dtype, pass_), group in case_groups(ok):
         best = group.loc[group["median_s"].idxmin()]
@@ -665,13 +733,18 @@ def timing_figures(run: Run) -> list[Figure]:
 
 GLOSSARY = {
     "timing": [
-        ("#", "rank by median time within the table (cells that did not run come last)"),
+        ("#", "rank by median time within the table (contended cells after the clean ones, "
+              "cells that did not run last)"),
         ("impl", ("implementation id framework/variant/form; \"(meant to fail)\": the registry "
                  "expects it to disagree with the oracle in some cases")),
-        ("median ms", ("median of the timed rounds (steady state, first call excluded); or the "
-                      "cell's status (error, oom) when it did not run")),
-        ("IQR", "interquartile range / median; \"noisy\" above 10%"),
-        ("rounds", "number of timed rounds (calibrated to the time budget)"),
+        ("median ms", ("median of the clean timed rounds (steady state, first call excluded; "
+                      "rounds that waited for a CPU left out); or the cell's status (error, "
+                      "oom) when it did not run")),
+        ("IQR", "interquartile range / median of the clean rounds; \"noisy\" above 10%"),
+        ("rounds", ("clean rounds / timed rounds (calibrated to the time budget); a round is "
+                    "contaminated when a thread waited for a CPU longer than a scheduler slice "
+                    "and the waits took over 5% of it; \"contended\": too few clean rounds "
+                    "even after measuring again, shown but not ranked as clean")),
         ("GB/s", "modelled bytes (floor model) / median time"),
         ("% of limit", ("floor / median time: 100% is the machine's measured limit; above 100% "
                        "means the measurement or the ceiling is wrong")),
@@ -682,8 +755,9 @@ GLOSSARY = {
         ("retained MiB", "memory the first call left resident (caches, compiled code, pools)"),
         ("first call ms", "the first call: trace, compile and run"),
         ("compile s", "first call minus the steady-state median"),
-        ("vs native", ("the framework's native op median / this median, same form and case "
-                      "(above 1x: faster than native)")),
+        ("vs native", ("the framework's native op time / this time, same form and case (above "
+                      "1x: faster than native); where the two were timed in interleaved blocks, "
+                      "the median of the block-by-block ratios, with their range in brackets")),
         ("verdict", ("agreement of the timed output's first rows with the float64 oracle, "
                     "then loss[/gradient] error in eps (forward: loss only)")),
         ("time ratio / memory ratio", ("sparse-versus-one-hot tables: one-hot over sparse median "
