@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xent_bench.harness import agreement
-from xent_bench.harness.cells import CELL_KEYS
+from xent_bench.harness import agreement, floor
+from xent_bench.harness.cells import CELL_KEYS, cell_key
 from xent_bench.harness.records import Record, load_records
 from xent_bench.harness.runner import read_meta
+from xent_bench.harness.timing import Timing
 from xent_impls.registry import all_impls
 from xent_impls.vocabulary import DTYPE_ORDER, FORMS, FRAMEWORKS, PASSES
 
@@ -29,7 +30,8 @@ METRICS = ("median_s", "q1_s", "q3_s", "iqr_rel", "noisy", "rounds", "first_call
            "logits_bytes", "model_bytes", "peak_extra_bytes", "retained_bytes", "floor_s",
            "floor_bound", "GBps", "pct_of_limit", "calls_per_s", "loss_err_eps", "grad_err_eps",
            "loss_nonfinite", "grad_nonfinite", "clean_rounds", "contaminated_rounds", "contended",
-           "stall_wait_s", "busy_threads", "cpu_per_wall", "attempts")
+           "stall_wait_s", "busy_threads", "cpu_per_wall", "attempts", "repeats",
+           "failed_repeats", "repeat_lo_s", "repeat_hi_s")
 
 
 @dataclasses.dataclass
@@ -52,10 +54,100 @@ def load_run(run_dir: Path) -> Run:
     """Read a run folder into the tables the report needs."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    records = load_records(run_dir)
+    records = merge_repeats(load_records(run_dir), meta)
     return Run(run_dir=run_dir, meta=meta, records=records,
                long=sort_rows(tidy(records)), cells=prepare_cells(records),
                raw_times=raw_times_table(records))
+
+
+# Block ids of a pooled cell: repeat * REPEAT_BLOCKS + block, so blocks of different repeats
+# stay apart (pairs are only taken inside one repeat's blocks).
+REPEAT_BLOCKS = 1000
+# Metrics of a pooled cell: the worst over its repeats (agreement), their sum, their median.
+WORST_OF_REPEATS = ("loss_err_eps", "grad_err_eps", "loss_nonfinite", "grad_nonfinite",
+                    "loss_abs_err", "grad_abs_err", "loss_rel_err", "grad_rel_err", "busy_threads")
+SUM_OF_REPEATS = ("stall_wait_s", "attempts")
+MEDIAN_OF_REPEATS = ("peak_extra_bytes", "cpu_per_wall")
+
+
+def merge_repeats(records: list[Record], meta: dict) -> list[Record]:
+    """One record per cell: the records of a cell's repeats (``cell["repeat"]``) pooled
+    (:func:`pool_repeats`), then every timing cell's floor computed from the run's best
+    ceilings (``meta["ceilings"]["best"]``: the best any framework measured in any repeat),
+    so that every cell of a run is judged against the same floor."""
+    groups: dict[str, list[Record]] = {}
+    for rec in records:
+        groups.setdefault(cell_key({k: v for k, v in rec.cell.items() if k != "repeat"}),
+                          []).append(rec)
+    best = (meta.get("ceilings") or {}).get("best")
+    min_rounds = int(meta.get("min_rounds") or 1)
+    merged = []
+    for group in groups.values():
+        rec = group[0] if len(group) == 1 and not group[0].cell.get("repeat") else \
+            pool_repeats(group, min_rounds)
+        if best and rec.status == "ok" and rec.cell.get("kind") == "timing" and \
+                "model_bytes" in rec.metrics and rec.metrics.get("median_s"):
+            rec.metrics.update(floor.floor_metrics(rec.metrics, rec.cell["pass"], best,
+                                                   rec.metrics["median_s"]))
+            rec.metrics.update({k: v for k, v in best.items() if isinstance(v, float)})
+        merged.append(rec)
+    return merged
+
+
+def pool_repeats(group: list[Record], min_rounds: int) -> Record:
+    """The records of one cell's repeats as one: its figures from the clean rounds of every
+    repeat together, its interval from the spread of the repeats' medians (``repeat_lo_s``,
+    ``repeat_hi_s``), its first call from the first repeat (later ones may find compile
+    caches warm)."""
+    group = sorted(group, key=lambda r: r.cell.get("repeat") or 0)
+    ok = [r for r in group if r.status == "ok"]
+    cell = {k: v for k, v in group[0].cell.items() if k != "repeat"}
+    if not ok:
+        first = group[0]
+        return dataclasses.replace(first, cell=cell)
+    base = ok[0]
+    metrics = dict(base.metrics)
+    raw = {k: v for k, v in base.raw.items() if k not in ("times_s", "clean", "block", "wait_s")}
+    if all("times_s" in r.raw for r in ok):
+        times, clean, blocks = [], [], []
+        for r in ok:
+            n = len(r.raw["times_s"])
+            times += [float(v) for v in r.raw["times_s"]]
+            flags = r.raw.get("clean")
+            clean += list(flags) if isinstance(flags, list) and len(flags) == n else [True] * n
+            if isinstance(r.raw.get("block"), list) and len(r.raw["block"]) == n:
+                repeat = r.cell.get("repeat") or 0
+                blocks += [repeat * REPEAT_BLOCKS + int(b) for b in r.raw["block"]]
+        chosen = [t for t, c in zip(times, clean) if c] or times
+        summary = Timing(first_call_s=base.metrics.get("first_call_s", 0.0),
+                         times_s=chosen).summary()
+        for key in ("median_s", "q1_s", "q3_s", "min_s", "iqr_rel", "noisy", "compile_s"):
+            metrics[key] = summary[key]
+        clean_rounds = sum(clean)
+        metrics |= {"rounds": float(len(times)), "clean_rounds": float(clean_rounds),
+                    "contaminated_rounds": float(len(times) - clean_rounds),
+                    "contended": float(clean_rounds < min(min_rounds, len(times)))}
+        raw |= {"times_s": times, "clean": clean}
+        if len(blocks) == len(times):
+            raw["block"] = blocks
+        medians = [r.metrics["median_s"] for r in ok if r.metrics.get("median_s")]
+        if medians:
+            metrics |= {"repeat_lo_s": min(medians), "repeat_hi_s": max(medians)}
+    for key in WORST_OF_REPEATS:
+        values = [r.metrics[key] for r in ok if r.metrics.get(key) is not None]
+        if values:
+            metrics[key] = max(values)
+    for key in SUM_OF_REPEATS:
+        values = [r.metrics[key] for r in ok if r.metrics.get(key) is not None]
+        if values:
+            metrics[key] = float(sum(values))
+    for key in MEDIAN_OF_REPEATS:
+        values = [r.metrics[key] for r in ok if r.metrics.get(key) is not None]
+        if values:
+            metrics[key] = float(np.median(values))
+    metrics["repeats"] = float(len(ok))
+    metrics["failed_repeats"] = float(len(group) - len(ok))
+    return dataclasses.replace(base, cell=cell, metrics=metrics, raw=raw)
 
 
 def rank_key(column: pd.Series) -> pd.Series:

@@ -67,7 +67,7 @@ def _run(preset, cells, args, budget_s: float) -> Path:
         preset.kind, cells, results=args.results, device=args.device, threads=threads,
         allocator="default", budget_s=budget_s, min_rounds=preset.min_rounds,
         max_rounds=preset.max_rounds, preset=preset.name, notes=xent_impls.skipped_notes(),
-        progress=not args.no_progress, threads_rule=rule)
+        progress=not args.no_progress, threads_rule=rule, repeats=preset.repeats)
 
 
 def command(args: argparse.Namespace) -> int:

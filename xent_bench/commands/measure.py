@@ -63,12 +63,18 @@ def command(args) -> int:
             )
         if not cells:
             raise UsageError("the selection matches no cell (check --impl, --dtype, --device)")
+        repeats = args.repeats if args.repeats is not None else preset.repeats
+        if repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, got {repeats}")
+        budget = args.budget if args.budget is not None else preset.budget_s
+        if not budget > 0:
+            raise UsageError(f"--budget must be a positive number of seconds, got {budget:g}")
         if device == "cuda":
             require_device(device, sorted({c["framework"] for c in cells}))
         run_dir = runner.start_run(
             kind, cells, results=args.results, device=device, threads=threads,
             allocator=args.allocator,
-            budget_s=args.budget if args.budget is not None else preset.budget_s,
+            budget_s=budget, repeats=repeats,
             min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
             notes=xent_impls.skipped_notes(), progress=not args.no_progress,
             threads_rule=threads_rule)

@@ -102,7 +102,11 @@ def add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
     add_threads_option(p)
     p.add_argument("--allocator", default="default",
                    help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds of timed rounds per cell and repeat")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="repeats of the whole grid, each through fresh worker processes "
+                        "(default: the preset's)")
     add_run_folder_options(p)
 
 

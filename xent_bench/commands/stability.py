@@ -101,7 +101,7 @@ def command(args) -> int:
             "timing", cells, results=args.results, device=preset.device, threads=threads,
             allocator="default", budget_s=budget, min_rounds=preset.min_rounds,
             max_rounds=preset.max_rounds, preset=preset.name, notes=xent_impls.skipped_notes(),
-            progress=not args.no_progress, threads_rule=rule)
+            progress=not args.no_progress, threads_rule=rule, repeats=preset.repeats)
         report_module("run_report").write_reports(run_dir)
         return run_dir
 

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 import xent_impls
-from xent_bench.harness import semantics
+from xent_bench.harness import semantics as framework_semantics
 from xent_bench.harness.agreement import TOLERANCE_EPS, native_id
 from xent_bench.harness.cells import make_cell
 from xent_bench.harness.messages import clean_message
@@ -67,7 +67,7 @@ def build_cells(impls, probe_names=None, device: str = "cpu", semantics: bool = 
     if semantics:
         frameworks = list(dict.fromkeys(i.framework for i in impls))
         for fw in frameworks:
-            if fw in semantics.RUNNERS:
+            if fw in framework_semantics.RUNNERS:
                 impl = xent_impls.get(native_id(fw, "sparse"))
                 cells.append(make_cell("semantics", impl, SEMANTICS_CASE, "forward", device,
                                        "semantics"))
@@ -188,7 +188,7 @@ def measure_behaviour(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
 
 def measure_semantics(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
     """The worker's ``semantics`` cell: every option of the framework (see semantics.py)."""
-    entries = semantics.run(impl.framework)
+    entries = framework_semantics.run(impl.framework)
     metrics = {"entries": float(len(entries)),
                "entry_errors": float(sum(e["error"] is not None for e in entries))}
     return metrics, {}, {"semantics": entries}

@@ -11,11 +11,12 @@ from xent_impls import Case, Impl
 from xent_impls.vocabulary import KINDS, PASSES
 
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
-             "pass", "device", "probe", "world")
+             "pass", "device", "probe", "world", "repeat")
 # behaviour: one edge-case probe (xent_impls.edge_cases) on one implementation; semantics: one
 # framework's options side by side (harness/semantics.py). Both: see harness/behaviour.py.
 # ``world`` (optional): ranks of a vocabulary-parallel cell (harness/distributed.py); absent or
-# None for single-process cells.
+# None for single-process cells. ``repeat`` (optional): which repeat of the grid (a pass through
+# fresh worker processes, harness/runner.py) measured the cell; absent for the first.
 
 
 def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str, probe: str = "") -> dict:
@@ -46,7 +47,7 @@ def cell_case(cell: dict) -> Case:
 
 # Keys that join ``cell_key`` only when set, so keys of cells without them (and of run folders
 # written before they existed) are unchanged.
-OPTIONAL_KEYS = ("probe", "world")
+OPTIONAL_KEYS = ("probe", "world", "repeat")
 
 
 def cell_key(cell: dict) -> str:
@@ -61,4 +62,11 @@ def describe(cell: dict) -> str:
         return f"{cell['impl']} {cell['kind']} {cell['probe']}"
     scale = f" s{cell['scale']:g}" if cell["kind"] == "agreement" else ""
     world = f" world {cell['world']}" if cell.get("world") else ""
-    return f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}{world}"
+    repeat = f" (repeat {cell['repeat'] + 1})" if cell.get("repeat") else ""
+    return (f"{cell['impl']} {cell['n']}x{cell['c']} {cell['dtype']}{scale} {cell['pass']}"
+            f"{world}{repeat}")
+
+
+def repeated(cell: dict, repeat: int) -> dict:
+    """The cell as measured by repeat ``repeat`` of the grid (0: the cell itself)."""
+    return cell | {"repeat": repeat} if repeat else cell

@@ -22,7 +22,10 @@ class Preset:
     scales: tuple[float, ...] = (1.0,)
     impls: tuple[str, ...] = ("*",)  # glob patterns on ids
     device: str = "cpu"
-    budget_s: float = 0.25
+    budget_s: float = 0.25  # seconds of timed rounds per cell and repeat
+    # Repeats of the whole grid, each through fresh worker processes: a cell's figure pools the
+    # clean rounds of all repeats, and the spread between repeats is its interval.
+    repeats: int = 1
     min_rounds: int = 5
     max_rounds: int = 500
 
@@ -50,13 +53,13 @@ PRESETS = {
         Preset("smoke", "timing",
                "each framework's native op, both forms and passes, one small size (< 1 min)",
                sizes=((256, 1000),), dtypes=("float32",), impls=NATIVE_ONLY,
-               budget_s=0.05, min_rounds=5, max_rounds=50),
+               budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
         Preset("default", "timing",
                "every installed implementation, both forms and passes, float32 and bfloat16, "
                "C = 10, 1000 and 32000 on CPU (about 7 minutes on 2 cores)",
                sizes=((4096, 10), (1024, 1000), (256, 32000)),
-               dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.15, min_rounds=5,
-               max_rounds=300),
+               dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.075, min_rounds=5,
+               max_rounds=150, repeats=2),
         Preset("cpu-large", "timing",
                "a language-model row on CPU: 1024 x 32000, float32",
                sizes=((1024, 32000),), dtypes=("float32",), impls=TIMED, budget_s=1.0),

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from xent_bench.harness import floor, provenance
+from xent_bench.harness.cells import repeated
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
 from xent_bench.harness.records import Record
@@ -61,7 +62,6 @@ def worker_env(threads: int, allocator: str) -> dict:
 
 WORKER_MODULE = "xent_bench.harness.worker"
 CELL_TIMEOUT_S = 900.0
-CEILINGS_TIMEOUT_S = 600.0
 
 
 def worker_failure(outcome: Outcome, cell_timeout_s: float) -> Failure | None:
@@ -99,47 +99,64 @@ def read_meta(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def measure_ceilings(run_dir: Path, meta: dict, frameworks: list[str], progress: Progress) -> dict:
-    per_fw = {}
-    env = worker_env(meta["threads"], meta["allocator"])
-    for fw in frameworks:
-        task = {"run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
-                "device": meta["device"], "threads": meta["threads"],
-                "allocator": meta["allocator"], "mode": "ceilings", "cells": []}
-        progress.note(f"measuring {fw} copy / read / exp ceilings on {meta['device']} ...")
-        outcome = run_worker(task, run_dir, env, f"{fw}-ceilings", progress, CEILINGS_TIMEOUT_S)
-        if outcome.ceilings is not None:
-            per_fw[fw] = outcome.ceilings
-        else:
-            failure = worker_failure(outcome, CEILINGS_TIMEOUT_S)
-            progress.note(f"{fw}: ceiling measurement failed: "
-                          f"{failure.message if failure else 'no ceilings reported'}")
-    if not per_fw:
-        raise RuntimeError("no framework could measure the machine ceilings; see workers.log")
-    return {"per_framework": per_fw, "best": floor.best_ceilings(per_fw)}
+def record_ceilings(meta: dict, repeat: int, measured: dict[str, dict]) -> None:
+    """Add the ceilings one worker measured in ``repeat`` to ``meta["ceilings"]``: every
+    repeat's per framework (``repeats``), the best per framework over the repeats
+    (``per_framework``) and the run-wide best (``best``, with who set each), which the floor of
+    every cell uses (``analysis.run``)."""
+    ceilings = meta.setdefault("ceilings", {"repeats": [], "per_framework": {}})
+    while len(ceilings["repeats"]) <= repeat:
+        ceilings["repeats"].append({})
+    ceilings["repeats"][repeat].update(measured)
+    per_fw = ceilings["per_framework"]
+    for fw, values in measured.items():
+        old = per_fw.get(fw)
+        if old is None:
+            per_fw[fw] = dict(values)
+            continue
+        for key, value in values.items():
+            if isinstance(value, float) and value > old.get(key, 0.0):
+                old[key] = value
+                if key == "exp_Gps":
+                    old["exp_method"] = values.get("exp_method")
+    ceilings["best"] = floor.best_ceilings(per_fw)
 
 
 def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = True,
               cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
-    """Measure ``cells`` into ``run_dir`` (new or resumed). Returns the run folder."""
+    """Measure ``cells`` into ``run_dir`` (new or resumed), ``meta["repeats"]`` times: each
+    repeat runs the whole grid through fresh worker processes, and each timing worker measures
+    its framework's ceilings (and NumPy's) before its cells, so ceilings come from every
+    repeat. Returns the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     repair(run_dir)
-    bar = Progress(total=len(cells), initial=len(cells) - len(pending(cells, run_dir)),
+    repeats = int(meta.get("repeats", 1))
+    grid = [repeated(cell, r) for r in range(repeats) for cell in cells]
+    bar = Progress(total=len(grid), initial=len(grid) - len(pending(grid, run_dir)),
                    enabled=progress)
     env_record = {"cpu_model": meta["machine"]["cpu_model"],
                   "git_commit": meta["machine"]["git_commit"], "device": meta["device"]}
+    env = worker_env(meta["threads"], meta["allocator"])
 
-    def launch_group(fw: str, remaining: list[dict], attempt: int, bar: Progress):
+    def launch_group(key: tuple[int, str], remaining: list[dict], attempt: int, bar: Progress):
+        repeat, fw = key
+        timing = any(c["kind"] == "timing" for c in remaining)
         task = {
             "run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
             "device": meta["device"], "threads": meta["threads"],
             "allocator": meta["allocator"], "mode": "cells", "cells": remaining,
             "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
-            "max_rounds": meta["max_rounds"],
-            "ceilings": (meta.get("ceilings") or {}).get("best"), "env": env_record,
+            "max_rounds": meta["max_rounds"], "measure_ceilings": timing, "env": env_record,
         }
-        outcome = run_worker(task, run_dir, env, f"{fw}-{attempt}", bar, cell_timeout_s)
+        name = f"{fw}-{attempt}" if repeat == 0 else f"{fw}-r{repeat + 1}-{attempt}"
+        if timing:
+            bar.note(f"{fw}: measuring copy / read / exp ceilings on {meta['device']}, then "
+                     f"{len(remaining)} cells" + (f" (repeat {repeat + 1})" if repeat else ""))
+        outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s)
+        if outcome.ceilings:
+            record_ceilings(meta, repeat, outcome.ceilings)
+            write_meta(run_dir, meta)
         return worker_failure(outcome, cell_timeout_s)
 
     def error_record(cell: dict, failure: Failure) -> Record:
@@ -147,15 +164,9 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
                       error=failure.message, env=env_record)
 
     try:
-        if any(c["kind"] == "timing" for c in cells) and "ceilings" not in meta:
-            # NumPy joins on CPU: its exp and copy are often the fastest the machine can do.
-            frameworks = sorted({c["framework"] for c in cells if c["kind"] == "timing"}
-                                | ({"numpy"} if meta["device"] == "cpu" else set()))
-            meta["ceilings"] = measure_ceilings(run_dir, meta, frameworks, bar)
-            write_meta(run_dir, meta)
-        env = worker_env(meta["threads"], meta["allocator"])
-        run_groups(run_dir, cells, group_of=lambda c: c["framework"], label_of=str,
-                   launch_group=launch_group, error_record=error_record, progress=bar)
+        run_groups(run_dir, grid, group_of=lambda c: (c.get("repeat") or 0, c["framework"]),
+                   label_of=lambda key: key[1], launch_group=launch_group,
+                   error_record=error_record, progress=bar)
     finally:
         bar.close()
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -166,7 +177,7 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
 
 def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: float,
              min_rounds: int, max_rounds: int, preset: str | None, cells: list[dict],
-             notes: list[str], threads_rule: str | None = None) -> dict:
+             notes: list[str], threads_rule: str | None = None, repeats: int = 1) -> dict:
     run_id = provenance.new_run_id(kind)
     return {
         "run_id": run_id,
@@ -180,6 +191,7 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
         "budget_s": budget_s,
         "min_rounds": min_rounds,
         "max_rounds": max_rounds,
+        "repeats": repeats,
         "machine": provenance.machine_info(),
         "notes": notes,
         "cells": cells,
@@ -189,15 +201,16 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
 def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threads: int,
               allocator: str, budget_s: float, min_rounds: int, max_rounds: int,
               preset: str | None, notes: list[str], progress: bool = True,
-              threads_rule: str | None = None) -> Path:
+              threads_rule: str | None = None, repeats: int = 1) -> Path:
     """Create a run folder under ``results`` for ``cells``, measure them, return the folder."""
     meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
                     min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
-                    notes=notes, threads_rule=threads_rule)
+                    notes=notes, threads_rule=threads_rule, repeats=repeats)
     run_dir = Path(results) / meta["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
     write_meta(run_dir, meta)
-    print(f"run folder: {run_dir} ({len(cells)} cells)", file=sys.stderr)
+    times = f" x {repeats} repeats" if repeats > 1 else ""
+    print(f"run folder: {run_dir} ({len(cells)} cells{times})", file=sys.stderr)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return run_cells(cells, run_dir, meta, progress=progress)
