@@ -17,9 +17,9 @@ from __future__ import annotations
 from xent_bench.harness.timing import time_step
 from xent_impls.dtypes import numpy_dtype
 
-# Elements in the ceiling arrays: 64 Mi float32 = 256 MiB per array on CPU (8x a 32 MiB L3),
+# Elements in the ceiling arrays: 32 Mi float32 = 128 MiB per array on CPU (4x a 32 MiB L3),
 # 1 Gi elements = 4 GiB on a GPU (far beyond a 50-60 MB L2).
-CEILING_NUMEL = {"cpu": 64 * 2**20, "cuda": 2**30}
+CEILING_NUMEL = {"cpu": 32 * 2**20, "cuda": 2**30}
 
 
 def modelled_cost(n: int, c: int, dtype: str, form: str, pass_: str) -> dict:
@@ -60,7 +60,7 @@ CACHED_REPEATS = 32
 # In a fresh process the first second of exp ran up to 2x slower than later ones (thread pools
 # and clocks settling): cache-resident methods are measured CACHED_PASSES times, the best kept.
 CACHED_PASSES = 2
-CEILING_BUDGET_S = 0.15
+CEILING_BUDGET_S = 0.1
 
 
 def _best_round(op, sync, budget_s: float, repeats: int = 1, min_rounds: int = 5) -> float:

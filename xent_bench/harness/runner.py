@@ -99,6 +99,12 @@ def read_meta(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def ceilings_of_repeat(meta: dict, repeat: int) -> dict[str, dict]:
+    """The ceilings measured so far in ``repeat``, per framework."""
+    repeats = (meta.get("ceilings") or {}).get("repeats") or []
+    return repeats[repeat] if repeat < len(repeats) else {}
+
+
 def record_ceilings(meta: dict, repeat: int, measured: dict[str, dict]) -> None:
     """Add the ceilings one worker measured in ``repeat`` to ``meta["ceilings"]``: every
     repeat's per framework (``repeats``), the best per framework over the repeats
@@ -148,6 +154,9 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
             "allocator": meta["allocator"], "mode": "cells", "cells": remaining,
             "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
             "max_rounds": meta["max_rounds"], "measure_ceilings": timing, "env": env_record,
+            # NumPy's ceilings once per repeat, by its first timing worker (on CPU).
+            "numpy_ceilings": (timing and meta["device"] == "cpu"
+                               and "numpy" not in ceilings_of_repeat(meta, repeat)),
         }
         name = f"{fw}-{attempt}" if repeat == 0 else f"{fw}-r{repeat + 1}-{attempt}"
         if timing:

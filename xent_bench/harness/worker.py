@@ -318,7 +318,7 @@ def run_task(task: dict) -> int:
         # a run measures them afresh); NumPy joins on CPU, as its exp and copy are often the
         # fastest the machine can do.
         measured = {framework: floor.measure_ceilings(be, device)}
-        if device == "cpu" and framework != "numpy":
+        if task.get("numpy_ceilings") and framework != "numpy":
             measured["numpy"] = floor.measure_ceilings(xent_impls.backend("numpy"), device)
         protocol.send_ceilings(measured)
         if task.get("mode") == "ceilings":
