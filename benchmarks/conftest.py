@@ -9,7 +9,8 @@ Options (or environment variables):
 - ``--xent-impl GLOB`` (repeatable): only these implementation ids.
 - ``--xent-size NxC`` (repeatable): sizes replacing the preset's.
 - ``--xent-budget SECONDS``: time of timed rounds per benchmark (default: the preset's).
-- ``--xent-threads N``: CPU threads for every framework (default: all cores).
+- ``--xent-threads N``: CPU threads for every framework (default: the harness's thread rule,
+  ``xent_bench/harness/threads.py``: 1 thread on 2 cores or fewer).
 
 Without ``--benchmark-only`` these benchmarks are skipped, so plain ``pytest`` stays quick.
 """
@@ -23,6 +24,7 @@ import pytest
 from xent_bench.harness import floor
 from xent_bench.harness.presets import build_cells, get_preset
 from xent_bench.harness.runner import worker_env
+from xent_bench.harness.threads import default_threads
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,8 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="NxC sizes replacing the preset's, e.g. 1024x32000 (repeatable)")
     group.addoption("--xent-budget", type=float, default=None,
                     help="seconds of timed rounds per benchmark (default: the preset's)")
-    group.addoption("--xent-threads", type=int, default=os.cpu_count() or 1,
-                    help="CPU threads for every framework (default: all cores)")
+    group.addoption("--xent-threads", type=int, default=default_threads()[0],
+                    help="CPU threads for every framework (default: 1 on 2 cores or fewer, "
+                         "else the cores the load average leaves free)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xent_bench.analysis.run import load_run
 from xent_bench.harness.pytest_import import import_json
-from xent_bench.harness.records import load_records
 from xent_bench.reports.run_report import write_reports
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def both_runs(tmp_path_factory):
 
     runner_run = subprocess.run(
         [sys.executable, "-m", "xent_bench", "run", "--preset", "smoke", "--size", SIZE,
-         "--budget", BUDGET,
+         "--budget", BUDGET, "--repeats", "1",  # pytest-benchmark measures each cell once
          *[a for impl in IMPLS for a in ("--impl", impl)], "--results", str(tmp / "runner"),
          "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
@@ -93,7 +93,7 @@ def test_medians_are_those_of_the_recorded_rounds(both_runs):
         records = pd.read_parquet(both_runs[source] / "records.parquet")
         raw = pd.read_parquet(both_runs[source] / "raw_times.parquet")
         clean = {(r.cell["impl"], r.cell["pass"]): r.raw.get("clean")
-                 for r in load_records(both_runs[source])}
+                 for r in load_run(both_runs[source]).records}
         medians = records[records["metric"] == "median_s"].set_index(["impl", "pass"])["value"]
         assert len(medians) == 2 * len(IMPLS), (source, medians)
         for (impl, pass_), median in medians.items():

@@ -56,7 +56,7 @@ PRESETS = {
                budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
         Preset("default", "timing",
                "every installed implementation, both forms and passes, float32 and bfloat16, "
-               "C = 10, 1000 and 32000 on CPU (about 7 minutes on 2 cores)",
+               "C = 10, 1000 and 32000 on CPU, two repeats",
                sizes=((4096, 10), (1024, 1000), (256, 32000)),
                dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.075, min_rounds=5,
                max_rounds=150, repeats=2),

@@ -7,7 +7,7 @@ Every worker kind (the framework worker ``worker.py``, the vocabulary-parallel r
 - ``START i``: the worker begins cell ``i`` of its task (so the harness knows which cell a crash
   or a hang interrupted, and when that cell's timeout starts);
 - ``FINISHED``: every cell of the task has its record on disk;
-- ``CEILINGS {json}``: the machine ceilings a ceilings task measured;
+- ``CEILINGS {json}``: ``{framework: ceilings}`` measured by a timing worker before its cells;
 - ``CELL_ERROR {json}``: ``{"status", "error"}`` of the failure that ends the process (a rank
   that cannot go on), written just before it exits.
 

@@ -1,4 +1,5 @@
-"""The runner: measures a grid of cells, one worker process per framework, crash-safe.
+"""The runner: measures a grid of cells, one worker process per framework and repeat,
+crash-safe.
 
 A run folder (``results/<run_id>/``) holds ``meta.json`` (provenance, options, ceilings),
 ``records.jsonl`` (one line per finished cell, written by the workers as they go) and

@@ -101,7 +101,7 @@ def is_contaminated(stats: RoundStats, elapsed_s: float) -> bool:
 class StallProbe:
     """Reads the scheduler statistics of this process around timed rounds.
 
-    ``reader`` returns ``{tid: (cpu_ns, wait_ns)}`` or None (tests pass a fake)."""
+    ``reader`` returns ``{tid: (cpu_ns, wait_ns, turns)}`` or None (tests pass a fake)."""
 
     def __init__(self, reader=read_schedstat):
         self.reader = reader

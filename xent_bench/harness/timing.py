@@ -67,11 +67,6 @@ class Timing:
     def median_s(self) -> float:
         return float(np.median(self.clean_times_s or self.times_s))
 
-    def extend(self, other: Timing) -> Timing:
-        """This timing with the rounds of a later measurement of the same cell appended."""
-        return dataclasses.replace(self, times_s=self.times_s + other.times_s,
-                                   stats=self.stats + other.stats, span=None, span_s=0.0)
-
     def summary(self) -> dict:
         clean = self.clean_times_s
         t = np.asarray(clean or self.times_s)

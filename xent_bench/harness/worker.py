@@ -23,7 +23,7 @@ import xent_impls
 from xent_bench.harness import agreement, behaviour, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
 from xent_bench.harness.records import Record, append_record
-from xent_bench.harness.stalls import StallProbe
+from xent_bench.harness.stalls import RoundStats, StallProbe
 from xent_bench.harness.timing import Rounds, Timing, perf_counter_rounds, prepare_step
 from xent_impls.api import to_framework_inputs
 from xent_impls.checks import check
@@ -223,6 +223,7 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
             done.append((index, failure_record(task, cell, env, exc)))
     probe = StallProbe()
     times: dict[int, list[float]] = {i: [] for i, _ in ready}
+    spans: dict[int, list[tuple[RoundStats, float]]] = {i: [] for i, _ in ready}
     stats: dict[int, list] = {i: [] for i, _ in ready}
     blocks: dict[int, list[int]] = {i: [] for i, _ in ready}
     failed: dict[int, BaseException] = {}
@@ -239,6 +240,8 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
                 continue
             times[index] += rounds.times_s
             stats[index] += rounds.stats
+            if rounds.span is not None:
+                spans[index].append((rounds.span, rounds.span_s))
             blocks[index] += [block] * len(rounds.times_s)
     for index, timed in ready:
         protocol.send_start(index)
@@ -246,7 +249,13 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
             done.append((index, failure_record(task, timed.cell, env, failed[index])))
             continue
         try:
-            timing = timed.timing(Rounds(times[index], stats[index]), probe.source)
+            # The blocks' spans together: CPU time and wall time summed, the busiest block's
+            # thread count.
+            own = spans[index]
+            span = RoundStats(sum(s.wait_s for s, _ in own), sum(s.cpu_s for s, _ in own),
+                              max((s.busy_threads for s, _ in own), default=0)) if own else None
+            timing = timed.timing(Rounds(times[index], stats[index], span,
+                                         sum(w for _, w in own)), probe.source)
             metrics, labels, raw = timed.finish(timing, blocks[index])
             labels["interleaved"] = f"{BLOCKS} blocks with {len(ready) - 1} other implementations"
             done.append((index, Record(run_id=task["run_id"], cell=timed.cell, status="ok",

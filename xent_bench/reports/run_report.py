@@ -479,15 +479,18 @@ def ceiling_blocks(meta: dict) -> list:
                    "logit."),
               Para("% of limit = floor / median time (100% = the machine's measured limit); "
                    "GB/s = modelled bytes / median time. Ceilings: the best of every framework's "
-                   "own copy and read-only sum over a DRAM-sized array and exp (over a "
-                   "DRAM-sized array and, on CPU, a cache-resident block: the faster counts), "
-                   "this run, this device.")]
+                   "own copy and read-only sum over a DRAM-sized array, and of its exp rate "
+                   "measured several ways (exp over a DRAM-sized array; on CPU also over a "
+                   "cache-resident block, fused with a row reduction, and as its own "
+                   "cross-entropy: the fastest counts), measured by every worker of every repeat "
+                   "of this run, on this device.")]
     per_fw = ceilings.get("per_framework") or {}
     if not per_fw:
         return blocks + [Para("This run has no measured ceilings: no floor and no % of limit.")]
     keys = (("copy GB/s", "copy_GBps"), ("read GB/s", "read_GBps"), ("exp G/s", "exp_Gps"))
     detail = (("exp DRAM G/s", "exp_dram_Gps"), ("exp cached G/s", "exp_cached_Gps"))
-    rows = [{"framework": fw, **{label: fmt_num(per_fw[fw].get(k)) for label, k in keys + detail}}
+    rows = [{"framework": fw, **{label: fmt_num(per_fw[fw].get(k)) for label, k in keys + detail},
+             "exp method": per_fw[fw].get("exp_method") or MISSING}
             for fw in ordered(per_fw, FRAMEWORKS)]
     best = ceilings.get("best") or {}
     rows.append({"framework": "best (used for floors)",

@@ -42,7 +42,7 @@ class Summary:
             ("loaded run: silently wrong cells (off > 25%, not flagged contended)",
              f"{len(self.loaded.silent)} of {self.loaded.total} ({self.loaded.contended} "
              f"flagged contended, {self.loaded.within} within 25%)", not self.loaded.silent),
-            ("cells above 100% of the limit, all runs",
+            ("cells above 100% of the limit (quiet, loaded, quiet)",
              str(sum(len(v) for v in self.over_limit.values())),
              not any(self.over_limit.values())),
             ("peak memory the same across runs (5% or 1 MiB)", share(self.memory),
