@@ -56,7 +56,7 @@ def floor_metrics(cost: dict, pass_: str, ceilings: dict, median_s: float) -> di
 # exp over an array measured 1.7-3.4 G/s here while F.cross_entropy evaluates about 4.3 G/s).
 CACHED_NUMEL = 2**18
 CACHED_BLOCKS = ((64, 4096),)  # rows x columns: 1 MiB
-CACHED_REPEATS = 32
+CACHED_REPEATS = 16
 # In a fresh process the first second of exp ran up to 2x slower than later ones (thread pools
 # and clocks settling): cache-resident methods are measured CACHED_PASSES times, the best kept.
 CACHED_PASSES = 2
@@ -92,12 +92,12 @@ def measure_ceilings(backend, device: str, budget_s: float = CEILING_BUDGET_S) -
                 cached[f"{name}_{cols}"] = (op, rows * cols)
         for name, (op, exps) in cached.items():
             best_s = min(_best_round(op, backend.sync, budget_s / 2, CACHED_REPEATS,
-                                     min_rounds=10) for _ in range(CACHED_PASSES))
+                                     min_rounds=5) for _ in range(CACHED_PASSES))
             exp_rates[name] = exps / best_s / 1e9
         del cached
     numel = CEILING_NUMEL["cuda" if device == "cuda" else "cpu"]
     ops = backend.ceiling_ops(device, numel)
-    best = {name: _best_round(op, backend.sync, budget_s) for name, op in ops.items()}
+    best = {name: _best_round(op, backend.sync, budget_s, min_rounds=3) for name, op in ops.items()}
     del ops
     itemsize = 4
     out |= {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xent_bench.analysis.run import add_verdicts, cell_table, sort_rows
+from xent_bench.analysis.run import add_verdicts, cell_table, merge_repeats, sort_rows
 from xent_bench.harness.records import load_records
 from xent_bench.harness.runner import read_meta
 from xent_bench.reports.document import Heading, Para, Table, make_table, render_markdown
@@ -83,7 +83,8 @@ def comparison_blocks(agree_dir: Path, time_dir: Path) -> list:
     """The blocks of the gpu-check comparison (``reports.document``)."""
     meta = read_meta(time_dir)
     ceilings = (meta.get("ceilings") or {}).get("best") or {}
-    records = load_records(time_dir)
+    # One record per cell (repeats pooled), each with its floor from the run's best ceilings.
+    records = merge_repeats(load_records(time_dir), meta)
     timing = cell_table(records)
     device = distinct(rec.env.get("device_name") for rec in records)
     line = f"Device: {meta['device']}" + (f" ({device})" if device != MISSING else "")
@@ -97,7 +98,7 @@ def comparison_blocks(agree_dir: Path, time_dir: Path) -> list:
                    "extra peak memory as a multiple of the logits' size L.")]
     if not timing.empty:
         blocks.append(timing_table(timing))
-    agreement = cell_table(load_records(agree_dir))
+    agreement = cell_table(merge_repeats(load_records(agree_dir), read_meta(agree_dir)))
     blocks.append(Para(f"Agreement with the float64 oracle (fused-agreement grid): verdict counts "
                        f"and the worst {WORST_DTYPE} errors in {WORST_DTYPE} eps."))
     if not agreement.empty:

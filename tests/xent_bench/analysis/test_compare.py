@@ -398,7 +398,7 @@ def test_history_of_chosen_cells(two_runs, tmp_path, capsys):
 BASE_SLEEP_S, SLOW_SLEEP_S, PERTURB = 0.002, 0.012, 0.01
 RUN = ("run", "--preset", "smoke", "--impl", "numpy/sleepy/sparse", "--impl",
        "numpy/perturbed/sparse", "--size", "16x100", "--dtype", "float32", "--budget", "0.2",
-       "--no-progress", "--no-report")
+       "--repeats", "1", "--no-progress", "--no-report")
 
 
 def _real_run(results: Path, sleep_s: float, perturb: float) -> Path:

@@ -46,7 +46,7 @@ def _keys(records):
 
 
 SLOW_GRID = ("run", "--preset", "smoke", "--impl", "numpy/slow/sparse", "--dtype", "float32",
-             "--size", "8x10,16x10,32x10,64x10", "--budget", "0.01")
+             "--size", "8x10,16x10,32x10,64x10", "--budget", "0.01", "--repeats", "1")
 
 
 def _wait_for_records(path: Path, count: int, proc: subprocess.Popen, timeout: float = 120):
@@ -183,7 +183,7 @@ def test_truncated_last_line_is_reported_and_skipped(tmp_path):
 def test_out_of_memory_is_a_result_with_its_size(tmp_path):
     done = _cli("run", "--preset", "smoke", "--impl", "numpy/oom/sparse", "--impl",
                 "numpy/reference/sparse", "--size", "64x1000", "--dtype", "float32",
-                "--pass", "forward", "--budget", "0.01", results=tmp_path)
+                "--pass", "forward", "--budget", "0.01", "--repeats", "1", results=tmp_path)
     assert done.returncode == 0, done.stderr
     records = {r.cell["impl"]: r for r in load_records(_run_folder(tmp_path))}
     oom = records["numpy/oom/sparse"]
