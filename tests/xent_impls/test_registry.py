@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 import xent_impls
+from xent_impls import impl as impl_module
 from xent_impls import registry
 from xent_impls.dtypes import DTYPES
-from xent_impls.inputs import FORMS, Case, make_inputs
+from xent_impls.inputs import Case, make_inputs
+from xent_impls.vocabulary import FORMS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = tuple(registry.FRAMEWORK_MODULES)
@@ -116,7 +118,7 @@ def test_record_fields_are_consistent(impl_id):
     assert impl.devices and set(impl.devices) <= {"cpu", "cuda"}, impl.devices
     module, sep, attr = impl.entry.partition(":")
     assert sep and attr, f"entry must be 'module:function', got {impl.entry!r}"
-    assert module in (registry.BACKEND_MODULES[impl.framework],
+    assert module in (impl_module.BACKEND_MODULES[impl.framework],
                       f"xent_impls.fused.{module.rpartition('.')[2]}"), impl.entry
     assert set(impl.interpreted_on) <= {"cpu", "cuda"} - set(impl.devices), impl.interpreted_on
     assert impl.description.strip(), "every record needs a description for reports"
