@@ -1,47 +1,10 @@
-"""Comparing runs: noise-aware verdicts on speed, memory and accuracy.
+"""Comparing runs: the cells of two (or more) runs matched and judged.
 
-Pure functions on NumPy arrays and pandas tables (no framework is imported): the rules and
-verdicts are in ``xent_bench.analysis.compare_stats``, the rendering in
-``xent_bench.reports.compare_report``. Cells are matched by ``cells.cell_key`` (implementation,
-case, pass, device, kind), so two runs of the same grid on different commits or machines line up; a
-cell present in only one run is listed, never dropped.
-
-Speed (timing cells). ``ratio`` = median(new rounds) / median(base rounds), from the raw round
-times of each record (``raw["times_s"]``; its clean rounds where ``raw["clean"]`` says which).
-Its interval ``[lo, hi]`` is a percentile bootstrap (``RESAMPLES`` resamples of each run's
-rounds with replacement, seeded, ``CONFIDENCE`` level): it covers the round-to-round noise
-*inside* each run. On a shared machine the machine itself
-changes between runs (neighbours, cache and frequency state), which the rounds of one run cannot
-show: reruns of unchanged code on this project's 2-core VM moved a cell's median by up to 2.7x
-(640 cell pairs of 17 reruns; 95% of them within 2.1x) while each cell's own interval was
-typically 8% wide. So a claim of change must also clear a run-to-run *drift allowance* ``D``.
-With the threshold ``t``:
-
-- ``slower``    lo > (1 + t) * (1 + D)
-- ``faster``    hi < (1 - t) / (1 + D)
-- ``same``      1 - t <= lo and hi <= 1 + t (no change beyond the threshold in these two runs)
-- ``too noisy`` anything else: the runs cannot tell.
-
-``D = 0`` gives the plain rule (slower when the interval lies above 1 + t). The default
-``DEFAULT_DRIFT = 2.0`` (a change must exceed 3.3x at t = 0.10) covers the largest rerun drift
-measured here with a margin; calibrate it on a quieter machine (a GPU, a dedicated host) by
-comparing two runs of unchanged code with ``drift=0``: set it a little above the largest ratio
-(or inverse ratio) minus 1.
-
-Memory (``peak_extra_bytes``, one number per cell): ``more`` when the new peak exceeds the old
-by more than both ``memory_threshold`` (relative to the smaller peak) and ``memory_floor_bytes``;
-``less`` symmetrically; otherwise ``same`` (``n/a`` when a run has no peak). The floor (default
-8 MiB) is there because the CPU probe reads the process's peak resident size, which moved by up
-to 5.8 MiB between reruns of unchanged code at 256 x 1000 here (allocator arenas, pages).
-
-Accuracy (every cell with agreement metrics, timing cells included, which check their own
-output): ``worse`` when the cell's state got more severe (pass -> fail, pass -> nonfinite,
-ok -> error, ...: ``agreement.SEVERITY``) or, in the same failing state, an error grew by more
-than the dtype's tolerance (``agreement.TOLERANCE_EPS``); ``better`` the other way round; ``same``
-otherwise; ``n/a`` when a run did not check the cell.
-
-A *regression* is ``slower``, ``more`` memory or ``worse`` accuracy, in the categories chosen
-with ``fail_on``.
+Cells are matched by ``cells.cell_key`` (implementation, case, pass, device, kind), so two runs
+of the same grid on different commits or machines line up; a cell present in only one run is
+listed, never dropped. The rules (thresholds, the bootstrap interval of a speed ratio, the
+drift allowance and how it was calibrated, the memory and accuracy verdicts) are in
+``xent_bench.analysis.compare_stats``; the rendering is in ``xent_bench.reports.compare_report``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``compare``, ``merge`` and ``history`` subcommands of ``xent-bench`` (wired into
 ``xent_bench.cli``).
 
-    xent-bench compare BASE NEW [--threshold 0.10] [--drift 2.0] [--fail-on slower,memory,accuracy]
+    xent-bench compare BASE NEW [--threshold 0.10] [--drift 0.25] [--fail-on slower,memory,accuracy]
     xent-bench merge RUN RUN [RUN ...]
     xent-bench history RUN RUN [RUN ...] [--impl GLOB] [--size NxC] [--dtype D] [--pass P]
 
@@ -45,8 +45,8 @@ def add_parsers(sub) -> None:
                           f"{compare_stats.DEFAULT_THRESHOLD:g})")
     cmp.add_argument("--drift", type=float, default=compare_stats.DEFAULT_DRIFT,
                      help="run-to-run drift allowance of this machine (default: "
-                          f"{compare_stats.DEFAULT_DRIFT:g}, measured on a shared 2-core VM; 0 "
-                          "on a machine whose reruns agree)")
+                          f"{compare_stats.DEFAULT_DRIFT:g}, calibrated by xent-bench stability "
+                          "on a shared 2-core VM; 0 on a machine whose reruns agree)")
     cmp.add_argument("--memory-threshold", type=float,
                      default=compare_stats.DEFAULT_MEMORY_THRESHOLD,
                      help="relative change of peak memory that matters (default: "

@@ -45,7 +45,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("stability", help="measure a preset quiet, loaded, quiet and slowed: "
                                          "do reruns agree, is contention flagged, does compare "
                                          "catch a 1.5x regression")
-    p.add_argument("--preset", default="smoke", help="timing preset (default: smoke)")
+    p.add_argument("--preset", default="stability", help="timing preset (default: stability)")
     add_selection_options(p)
     p.add_argument("--size", action="append", type=csv, default=[],
                    help="NxC (replaces the preset's sizes)")

@@ -54,6 +54,12 @@ PRESETS = {
                "each framework's native op, both forms and passes, one small size (< 1 min)",
                sizes=((256, 1000),), dtypes=("float32",), impls=NATIVE_ONLY,
                budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
+        Preset("stability", "timing",
+               "the smoke grid plus each framework's hand-written variant, so that speedups over "
+               "the native op are measured too (xent-bench stability)",
+               sizes=((256, 1000),), dtypes=("float32",),
+               impls=NATIVE_ONLY + ("torch/manual/*", "jax/manual/*"),
+               budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
         Preset("default", "timing",
                "every installed implementation, both forms and passes, float32 and bfloat16, "
                "C = 10, 1000 and 32000 on CPU, two repeats",

@@ -67,7 +67,7 @@ def measure_agreement(impl, cell: dict, task: dict) -> tuple[dict, dict, dict]:
 
 
 # A deliberate slowdown, to check that a comparison catches a regression
-# (``xent-bench stability``): XENT_SLOWDOWN="IMPL_ID=FACTOR" makes every call of that
+# (``xent-bench stability``): XENT_SLOWDOWN="IMPL_ID=FACTOR" makes every timed round of that
 # implementation take FACTOR times as long, by spinning after the synced call for (FACTOR - 1)
 # times its duration. The record carries the factor as a label, so such a run is never taken
 # for a real measurement.
@@ -85,21 +85,21 @@ def slowdown_factor(impl_id: str) -> float | None:
     return value
 
 
-def slowed(step, impl_id: str, sync):
+def slowed(call_once, impl_id: str):
+    """``call_once`` (one synced call, as timed), slowed by ``XENT_SLOWDOWN`` where it names
+    ``impl_id``."""
     factor = slowdown_factor(impl_id)
     if factor is None:
-        return step
+        return call_once
 
-    def slow_step(*args):
+    def slow_call():
         start = time.perf_counter()
-        out = step(*args)
-        sync(out)
+        call_once()
         until = time.perf_counter() + (factor - 1.0) * (time.perf_counter() - start)
         while time.perf_counter() < until:
             pass
-        return out
 
-    return slow_step
+    return slow_call
 
 
 class TimedCell:
@@ -123,8 +123,7 @@ class TimedCell:
         rows = min(case.n, agreement.CHECK_ROWS)
         check_logits, check_targets = logits[:rows].copy(), targets[:rows].copy()
         del logits, targets
-        self.step = slowed(be.make_step(impl, cell["pass"] == "forward_backward", device),
-                           impl.id, be.sync)
+        self.step = be.make_step(impl, cell["pass"] == "forward_backward", device)
 
         # Memory of the first call: resident size before it (inputs alive), its peak (includes
         # compilation) and what it left resident (caches, compiled code, pools). The
@@ -145,6 +144,7 @@ class TimedCell:
                                      min_rounds=task["min_rounds"],
                                      max_rounds=task["max_rounds"],
                                      on_first_call=after_first_call)
+        self.prepared.call_once = slowed(self.prepared.call_once, impl.id)
 
     def timing(self, rounds: Rounds, source: str) -> Timing:
         return Timing(first_call_s=self.prepared.first_call_s, times_s=list(rounds.times_s),
