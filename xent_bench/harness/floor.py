@@ -97,6 +97,10 @@ def measure_ceilings(backend, device: str, budget_s: float = CEILING_BUDGET_S) -
         del cached
     numel = CEILING_NUMEL["cuda" if device == "cuda" else "cpu"]
     ops = backend.ceiling_ops(device, numel)
+    if device == "cpu":
+        # Over a DRAM-sized array exp also allocates and faults in its output: on CPU it was
+        # slower than every cache-resident method for every framework here, so it is not timed.
+        ops.pop("exp")
     best = {name: _best_round(op, backend.sync, budget_s, min_rounds=3) for name, op in ops.items()}
     del ops
     itemsize = 4
@@ -104,7 +108,8 @@ def measure_ceilings(backend, device: str, budget_s: float = CEILING_BUDGET_S) -
         "copy_GBps": 2 * numel * itemsize / best["copy"] / 1e9,
         "read_GBps": numel * itemsize / best["read"] / 1e9,
     }
-    exp_rates["dram"] = numel / best["exp"] / 1e9
+    if "exp" in best:
+        exp_rates["dram"] = numel / best["exp"] / 1e9
     out |= {f"exp_{name}_Gps": rate for name, rate in exp_rates.items()}
     method = max(exp_rates, key=exp_rates.get)
     out["exp_Gps"] = exp_rates[method]

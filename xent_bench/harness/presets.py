@@ -53,7 +53,7 @@ PRESETS = {
         Preset("smoke", "timing",
                "each framework's native op, both forms and passes, one small size (< 1 min)",
                sizes=((256, 1000),), dtypes=("float32",), impls=NATIVE_ONLY,
-               budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
+               budget_s=0.05, min_rounds=5, max_rounds=50),
         Preset("stability", "timing",
                "the smoke grid plus each framework's hand-written variant, so that speedups over "
                "the native op are measured too (xent-bench stability)",

@@ -114,6 +114,14 @@ def record_ceilings(meta: dict, repeat: int, measured: dict[str, dict]) -> None:
     ceilings = meta.setdefault("ceilings", {"repeats": [], "per_framework": {}})
     while len(ceilings["repeats"]) <= repeat:
         ceilings["repeats"].append({})
+    # What the measurement cost (seconds per framework and repeat), apart from the ceilings.
+    measured = {fw: dict(values) for fw, values in measured.items()}
+    cost = ceilings.setdefault("measure_s", [])
+    while len(cost) <= repeat:
+        cost.append({})
+    for fw, values in measured.items():
+        if "measure_s" in values:
+            cost[repeat][fw] = values.pop("measure_s")
     ceilings["repeats"][repeat].update(measured)
     per_fw = ceilings["per_framework"]
     for fw, values in measured.items():
@@ -163,10 +171,13 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
         if timing:
             bar.note(f"{fw}: measuring copy / read / exp ceilings on {meta['device']}, then "
                      f"{len(remaining)} cells" + (f" (repeat {repeat + 1})" if repeat else ""))
+        started = time.monotonic()
         outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s)
+        meta.setdefault("launches", []).append(
+            {"name": name, "cells": len(remaining), "seconds": time.monotonic() - started})
         if outcome.ceilings:
             record_ceilings(meta, repeat, outcome.ceilings)
-            write_meta(run_dir, meta)
+        write_meta(run_dir, meta)
         return worker_failure(outcome, cell_timeout_s)
 
     def error_record(cell: dict, failure: Failure) -> Record:

@@ -326,9 +326,14 @@ def run_task(task: dict) -> int:
         # The machine's ceilings, measured in this process before its cells (so each repeat of
         # a run measures them afresh); NumPy joins on CPU, as its exp and copy are often the
         # fastest the machine can do.
-        measured = {framework: floor.measure_ceilings(be, device)}
+        def timed_ceilings(backend) -> dict:
+            start = time.perf_counter()
+            return floor.measure_ceilings(backend, device) | {
+                "measure_s": time.perf_counter() - start}
+
+        measured = {framework: timed_ceilings(be)}
         if task.get("numpy_ceilings") and framework != "numpy":
-            measured["numpy"] = floor.measure_ceilings(xent_impls.backend("numpy"), device)
+            measured["numpy"] = timed_ceilings(xent_impls.backend("numpy"))
         protocol.send_ceilings(measured)
         if task.get("mode") == "ceilings":
             return 0
