@@ -20,14 +20,17 @@ change must also clear a run-to-run *drift allowance* ``D``. With the threshold 
 - ``too noisy`` anything else: the runs cannot tell.
 
 ``D = 0`` gives the plain rule (slower when the interval lies above 1 + t). The default
-``DEFAULT_DRIFT = 0.25`` (a change must exceed 1.375x at t = 0.10) is calibrated from reruns of
+``DEFAULT_DRIFT = 0.3`` (a change must exceed 1.43x at t = 0.10) is calibrated from reruns of
 unchanged code on this project's 2-core VM, measured by ``xent-bench stability`` with the
-harness's stall filter, thread rule and repeats: the two quiet smoke runs differed by at most
-1.14x over 12 cells (run ids 20261201-155248 and 20261201-155445). Before the stall filter,
-reruns moved a cell's median by up to 2.7x and the allowance had to be 2.0, which hid any
-regression below 3.3x. Calibrate it on another machine the same way: run ``xent-bench
-stability`` and set it a little above the worst quiet-rerun ratio minus 1, while keeping
-``(1 + t) * (1 + D)`` below the smallest slowdown that must be caught.
+harness's stall filter, thread rule, interleaving and repeats: two stability runs of the same
+commit found quiet reruns that differed by at most 1.14x (12 cells, runs 20261201-155248 and
+20261201-155445) and 1.29x (20 cells, runs 20261201-160008 and 20261201-160209). The stall
+filter removes waits for a CPU, not the rest of what a shared host changes between runs
+(memory bandwidth taken by neighbours, frequency), so some allowance stays. Before the stall
+filter, reruns moved a cell's median by up to 2.7x and the allowance had to be 2.0, which hid
+any regression below 3.3x. Calibrate it on another machine the same way: run ``xent-bench
+stability`` and set it a little above the worst quiet-rerun ratio minus 1; a slowdown smaller
+than ``(1 + t) * (1 + D)`` cannot be told from drift there.
 
 Memory (``peak_extra_bytes``, one number per cell): ``more`` when the new peak exceeds the old
 by more than both ``memory_threshold`` (relative to the smaller peak) and ``memory_floor_bytes``;
@@ -56,7 +59,7 @@ from xent_bench.harness.agreement import SEVERITY, TOLERANCE_EPS
 from xent_impls.vocabulary import STATUSES
 
 DEFAULT_THRESHOLD = 0.10
-DEFAULT_DRIFT = 0.25
+DEFAULT_DRIFT = 0.3
 DEFAULT_MEMORY_THRESHOLD = 0.25
 DEFAULT_MEMORY_FLOOR_BYTES = 8 * 2.0**20
 CONFIDENCE = 0.95

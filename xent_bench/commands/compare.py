@@ -1,7 +1,7 @@
 """The ``compare``, ``merge`` and ``history`` subcommands of ``xent-bench`` (wired into
 ``xent_bench.cli``).
 
-    xent-bench compare BASE NEW [--threshold 0.10] [--drift 0.25] [--fail-on slower,memory,accuracy]
+    xent-bench compare BASE NEW [--threshold 0.10] [--drift 0.3] [--fail-on slower,memory,accuracy]
     xent-bench merge RUN RUN [RUN ...]
     xent-bench history RUN RUN [RUN ...] [--impl GLOB] [--size NxC] [--dtype D] [--pass P]
 

@@ -639,7 +639,7 @@ def form_blocks(cells: pd.DataFrame) -> list:
     return blocks
 
 
-def headline_findings(cells: pd.DataFrame) -> list[str]:
+def headline_findings(cells: pd.DataFrame, threads: int | None = None) -> list[str]:
     """The generated 'Headlines' list of a timing run."""
     measured = cells[cells["status"] == "ok"]
     if measured.empty:
@@ -675,6 +675,7 @@ def headline_findings(cells: pd.DataFrame) -> list[str]:
                        f"cache), not a real result: {names}.")
     noisy = int((ok["noisy"] == 1).sum())
     bullets.append(f"{noisy} of {len(ok)} timed cells are noisy (IQR above 10% of the median).")
+    bullets += thread_findings(measured, threads)
     wrong = ok[ok["state"].isin(FAILING) & ~ok["expected_failure"]]
     if not wrong.empty:
         bullets.append("**Timed output fails the agreement check**: "
@@ -686,10 +687,25 @@ def headline_findings(cells: pd.DataFrame) -> list[str]:
     return bullets
 
 
+def thread_findings(cells: pd.DataFrame, threads: int | None) -> list[str]:
+    """Implementations that kept more threads busy than the run's thread count (measured from
+    the scheduler's CPU time per thread over the timed rounds: ``busy_threads``)."""
+    if not threads or cells["busy_threads"].isna().all():
+        return []
+    over = cells[cells["busy_threads"] > threads]
+    if over.empty:
+        return [f"Every timed cell kept at most the {int(threads)} requested thread(s) busy."]
+    most = over.groupby("impl")["busy_threads"].max()
+    return [f"More threads busy than the {int(threads)} requested (the framework runs threads "
+            "of its own beside the op's): " + ", ".join(
+                f"`{impl}` up to {int(n)}" for impl, n in most.items()) + "."]
+
+
 def timing_blocks(run: Run) -> list:
     """Ceilings, ranked tables, sparse versus one-hot and headlines."""
+    headlines = headline_findings(run.cells, run.meta.get("threads"))
     return (ceiling_blocks(run.meta) + result_blocks(run.cells) + form_blocks(run.cells)
-            + [Heading(2, "Headlines"), Bullets(headline_findings(run.cells))])
+            + [Heading(2, "Headlines"), Bullets(headlines)])
 
 
 def pct_of_limit_figure(ok: pd.DataFrame, path: Path) -> Figure | None:
