@@ -62,10 +62,10 @@ PRESETS = {
                budget_s=0.05, min_rounds=5, max_rounds=50, repeats=2),
         Preset("default", "timing",
                "every installed implementation, both forms and passes, float32 and bfloat16, "
-               "C = 10, 1000 and 32000 on CPU, two repeats",
+               "C = 10, 1000 and 32000 on CPU",
                sizes=((4096, 10), (1024, 1000), (256, 32000)),
-               dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.075, min_rounds=5,
-               max_rounds=150, repeats=2),
+               dtypes=("float32", "bfloat16"), impls=TIMED, budget_s=0.15, min_rounds=5,
+               max_rounds=300),
         Preset("cpu-large", "timing",
                "a language-model row on CPU: 1024 x 32000, float32",
                sizes=((1024, 32000),), dtypes=("float32",), impls=TIMED, budget_s=1.0),
