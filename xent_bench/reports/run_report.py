@@ -186,7 +186,9 @@ def contention_text(cells: pd.DataFrame) -> str:
     dirty = timed["contaminated_rounds"].sum()
     waited = timed["stall_wait_s"].sum()
     timed_s = (timed["median_s"] * timed["rounds"]).sum()
-    share = f", about {100 * waited / timed_s:.1f}% of the timed time waiting" if timed_s else ""
+    share = (f"; the threads' waits for a CPU, summed over threads (a framework's own threads "
+             f"waiting for each other included), came to {100 * waited / timed_s:.1f}% of the "
+             "timed time") if timed_s else ""
     return (f"{int((timed['contended'] == 1).sum())} of {len(timed)} cells contended; "
             f"{int(dirty)} of {int(rounds)} rounds contaminated{share}")
 
