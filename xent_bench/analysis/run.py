@@ -87,9 +87,10 @@ def merge_repeats(records: list[Record], meta: dict) -> list[Record]:
             pool_repeats(group, min_rounds)
         if best and rec.status == "ok" and rec.cell.get("kind") == "timing" and \
                 "model_bytes" in rec.metrics and rec.metrics.get("median_s"):
-            rec.metrics.update(floor.floor_metrics(rec.metrics, rec.cell["pass"], best,
-                                                   rec.metrics["median_s"]))
-            rec.metrics.update({k: v for k, v in best.items() if isinstance(v, float)})
+            floor_of_run = floor.floor_metrics(rec.metrics, rec.cell["pass"], best,
+                                               rec.metrics["median_s"])
+            rec = dataclasses.replace(rec, metrics=rec.metrics | floor_of_run | {
+                k: v for k, v in best.items() if isinstance(v, float)})
         merged.append(rec)
     return merged
 

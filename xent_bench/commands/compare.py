@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib
 import sys
 from pathlib import Path
 
 from xent_bench.analysis import compare_stats
 from xent_bench.commands.options import (
-    REPORT_MODULES,
     UsageError,
     csv,
     flat,
+    import_with_report_libraries,
     parse_sizes,
     report_module,
     usage_errors,
@@ -127,14 +126,8 @@ def _runs(args, what: str):
 
 def analysis_compare():
     """The pandas half of comparing runs (``xent_bench.analysis.compare``), imported when a
-    comparison runs; without pandas, a usage error naming the install."""
-    try:
-        return importlib.import_module("xent_bench.analysis.compare")
-    except ModuleNotFoundError as exc:
-        if exc.name in REPORT_MODULES:
-            raise UsageError(f"comparing runs needs {exc.name}, which is not installed: "
-                             "pip install 'xent-bench[report]'") from None
-        raise
+    comparison runs."""
+    return import_with_report_libraries("xent_bench.analysis.compare", "comparing runs")
 
 
 def cmd_merge(args) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -144,16 +145,19 @@ def require_device(device: str, frameworks: list[str]) -> None:
 
 
 def report_module(name: str):
-    """Import ``xent_bench.reports.<name>``: the report layer needs pandas, pyarrow and
-    matplotlib (``pip install 'xent-bench[report]'``); without them, a usage error saying so."""
-    import importlib
+    """Import ``xent_bench.reports.<name>`` (see ``import_with_report_libraries``)."""
+    return import_with_report_libraries(f"xent_bench.reports.{name}", "writing reports")
 
+
+def import_with_report_libraries(module: str, what: str):
+    """Import ``module`` of the layers that need pandas, pyarrow and matplotlib (``pip install
+    'xent-bench[report]'``); without them, a usage error saying that ``what`` needs them."""
     try:
-        return importlib.import_module(f"xent_bench.reports.{name}")
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name in REPORT_MODULES:
-            raise UsageError(f"writing reports needs {exc.name}, which is not installed: "
-                             "pip install 'xent-bench[report]' (or pass --no-report)") from None
+            raise UsageError(f"{what} needs {exc.name}, which is not installed: "
+                             "pip install 'xent-bench[report]'") from None
         raise
 
 

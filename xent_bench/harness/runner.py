@@ -160,7 +160,7 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
         task = {
             "run_dir": str(run_dir), "run_id": meta["run_id"], "framework": fw,
             "device": meta["device"], "threads": meta["threads"],
-            "allocator": meta["allocator"], "mode": "cells", "cells": remaining,
+            "allocator": meta["allocator"], "cells": remaining,
             "budget_s": meta["budget_s"], "min_rounds": meta["min_rounds"],
             "max_rounds": meta["max_rounds"], "measure_ceilings": timing, "env": env_record,
             # NumPy's ceilings once per repeat, by its first timing worker (on CPU).

@@ -17,10 +17,8 @@ Another process taking the core costs a whole scheduler slice (0.75 ms or more),
 parallel region waiting for it costs its whole length. So a round is **contaminated** when
 some thread's average wait per turn on a CPU exceeded ``STALL_MIN_S`` and the process's total
 wait exceeded ``STALL_FRACTION`` of the round; it is left out of the cell's figure
-(``timing.Timing``). Measured here (``F.cross_entropy`` 256 x 1000, 1500 rounds, one core kept
-busy by a spinning process): at 2 threads the median round was 11 ms, 85% of rounds were
-flagged, and the clean rounds' median was 0.33 ms (0.23 ms quiet); at 1 thread 10% were
-flagged and the p99 fell from 8.4 ms to 0.68 ms.
+(``timing.Timing``). ``python benchmarks/stall_filter.py`` shows the effect on one small op
+(its figures for this project's machine are in docs/method.md).
 
 Threads that start during a round count with their whole totals (they are new); threads that
 end during a round are not seen after it and count nothing. Where the source does not exist

@@ -9,6 +9,7 @@ announces ``START i`` before cell ``i``, so the runner knows which cell a crash 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -322,7 +323,7 @@ def run_task(task: dict) -> int:
         "source": "runner",
     }
 
-    if task.get("mode") == "ceilings" or task.get("measure_ceilings"):
+    if task.get("measure_ceilings"):
         # The machine's ceilings, measured in this process before its cells (so each repeat of
         # a run measures them afresh); NumPy joins on CPU, as its exp and copy are often the
         # fastest the machine can do.
@@ -335,8 +336,6 @@ def run_task(task: dict) -> int:
         if task.get("numpy_ceilings") and framework != "numpy":
             measured["numpy"] = timed_ceilings(xent_impls.backend("numpy"))
         protocol.send_ceilings(measured)
-        if task.get("mode") == "ceilings":
-            return 0
 
     deferred = []  # timing cells that came out contended: measured again at the end
     for group in case_groups(task["cells"]):
@@ -356,16 +355,15 @@ def run_task(task: dict) -> int:
         # A contended cell (too few rounds free of CPU waits) is measured again once the rest
         # of the task has run, up to REMEASURE times; the attempt with the most clean rounds
         # stands, and the record says how many attempts were made.
-        best = record
-        for attempt in range(2, REMEASURE + 2):
+        best, attempts = record, 1
+        while best.metrics.get("contended") and attempts <= REMEASURE:
+            attempts += 1
             protocol.send_start(index)
             again = measure_cell(task, record.cell, env)
             if again.metrics.get("clean_rounds", 0) > best.metrics.get("clean_rounds", 0):
                 best = again
-            best.metrics["attempts"] = float(attempt)
-            if not best.metrics.get("contended"):
-                break
-        append_record(run_dir, best)
+        append_record(run_dir, dataclasses.replace(
+            best, metrics=best.metrics | {"attempts": float(attempts)}))
     protocol.send_finished()
     return 0
 
