@@ -24,7 +24,7 @@ import pytest
 from xent_bench.harness import floor
 from xent_bench.harness.presets import build_cells, get_preset
 from xent_bench.harness.runner import worker_env
-from xent_bench.harness.threads import default_threads
+from xent_bench.harness.threads import default_threads, pick_cpus
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,6 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
                     "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS"):
             if key in env:
                 os.environ[key] = env[key]
+        # Pinned as the runner pins its workers (xent_bench.harness.threads), before any
+        # framework starts a thread, so the frameworks' threads inherit the affinity.
+        cpus = pick_cpus(config.getoption("--xent-threads"))
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -146,6 +151,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "git_commit": provenance.git_commit(),
         "preset": config.getoption("--xent-preset"),
         "threads": config.getoption("--xent-threads"),
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "allocator": "default",
         "versions": {},
         "threads_applied": {},

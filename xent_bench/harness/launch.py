@@ -16,6 +16,7 @@ returns an :class:`Outcome`; each caller words its own error message from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import queue
@@ -64,7 +65,11 @@ def _reader(index: int, stream, sink: queue.Queue) -> None:
 class Launch:
     """The processes of one launch, their output, and their teardown."""
 
-    def __init__(self, module: str, task: dict, envs: list[dict], run_dir: Path, name: str):
+    def __init__(self, module: str, task: dict, envs: list[dict], run_dir: Path, name: str,
+                 cpus: list[int] | None = None):
+        """Start one process per environment in ``envs``, running ``module`` on ``task``; with
+        ``cpus``, every process is pinned to those CPUs before it starts (so every thread it
+        ever starts inherits the affinity)."""
         self.run_dir, self.name = Path(run_dir), name
         self.task_path = self.run_dir / f".task-{name}.json"
         self.task_path.write_text(json.dumps(task))
@@ -74,11 +79,13 @@ class Launch:
         self.logs = [self.run_dir / f".log-{name}-p{i}.log" for i in range(len(envs))]
         self.pgid = None
         command = [sys.executable, "-m", module, str(self.task_path)]
+        pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
         try:
             for i, env in enumerate(envs):
                 with open(self.logs[i], "w") as log:
                     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, text=True, process_group=self.pgid or 0)
+                                            env=env, text=True, process_group=self.pgid or 0,
+                                            preexec_fn=pin)
                 self.pgid = self.pgid or proc.pid
                 self.procs.append(proc)
                 reader = threading.Thread(target=_reader, args=(i, proc.stdout, self.lines),

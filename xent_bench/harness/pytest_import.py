@@ -44,6 +44,13 @@ def _object(value, where: str) -> dict:
     return value
 
 
+
+def _cpus(value) -> list[int] | None:
+    """The session's CPU affinity from an untrusted file: a list of CPU numbers, or None."""
+    ok = isinstance(value, list) and all(isinstance(c, int) and not isinstance(c, bool)
+                                         for c in value)
+    return value if ok else None
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -114,6 +121,7 @@ def _record(bench: dict, run_id: str, xent: dict, ceilings: dict | None) -> Reco
         "device_name": info.get("device_name"),
         "threads": info.get("threads", xent.get("threads")),
         "threads_applied": info.get("threads_applied"),
+        "cpus": _cpus(xent.get("cpus")),
         "sync": info.get("sync"),
         "allocator": xent.get("allocator", "default"),
         "source": "pytest-benchmark",

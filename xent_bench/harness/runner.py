@@ -24,7 +24,7 @@ from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
 from xent_bench.harness.records import Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
-from xent_bench.harness.threads import load_average
+from xent_bench.harness.threads import load_average, pick_cpus, pin_rule
 
 META = "meta.json"
 
@@ -81,9 +81,10 @@ def worker_failure(outcome: Outcome, cell_timeout_s: float) -> Failure | None:
 
 
 def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progress,
-               cell_timeout_s: float) -> Outcome:
-    """One framework worker over ``task`` (its cells, or a ceilings measurement), to its end."""
-    launch = Launch(WORKER_MODULE, task, [env], run_dir, name)
+               cell_timeout_s: float, cpus: list[int] | None = None) -> Outcome:
+    """One framework worker over ``task`` (its cells), pinned to ``cpus`` if given, to its
+    end."""
+    launch = Launch(WORKER_MODULE, task, [env], run_dir, name, cpus=cpus)
     return watch(launch, task["cells"], progress, cell_timeout_s, cell_timeout_s)
 
 
@@ -171,10 +172,12 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
         if timing:
             bar.note(f"{fw}: measuring copy / read / exp ceilings on {meta['device']}, then "
                      f"{len(remaining)} cells" + (f" (repeat {repeat + 1})" if repeat else ""))
+        cpus = pick_cpus(meta["threads"])
         started = time.monotonic()
-        outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s)
+        outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s, cpus=cpus)
         meta.setdefault("launches", []).append(
-            {"name": name, "cells": len(remaining), "seconds": time.monotonic() - started})
+            {"name": name, "cells": len(remaining), "seconds": time.monotonic() - started,
+             "cpus": cpus})
         if outcome.ceilings:
             record_ceilings(meta, repeat, outcome.ceilings)
         write_meta(run_dir, meta)
@@ -207,6 +210,7 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
         "device": device,
         "threads": threads,
         "threads_rule": threads_rule or f"{threads} threads (given)",
+        "pinning": pin_rule(threads),
         "load_average_start": load_average(),
         "allocator": allocator,
         "budget_s": budget_s,

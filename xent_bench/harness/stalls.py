@@ -17,7 +17,15 @@ Another process taking the core costs a whole scheduler slice (0.75 ms or more),
 parallel region waiting for it costs its whole length. So a round is **contaminated** when
 some thread's average wait per turn on a CPU exceeded ``STALL_MIN_S`` and the process's total
 wait exceeded ``STALL_FRACTION`` of the round; it is left out of the cell's figure
-(``timing.Timing``). ``python benchmarks/stall_filter.py`` shows the effect on one small op
+(``timing.Timing``).
+
+A worker pinned to one CPU (``threads.pick_cpus``) has all its threads on that CPU, so they
+also wait for *each other* in whole slices: JAX's pool threads spin before they sleep, and the
+thread with the work waits for the spinner's slice to end. Such a round waits long, yet no other
+process ran: on that one CPU, the process's threads got all of the round's time. So for a
+process pinned to one CPU a round is contaminated only if, besides the two bounds above, its
+threads' CPU time fell short of the round by more than ``STALL_FRACTION`` (someone else had the
+CPU). ``python benchmarks/stall_filter.py`` shows the effect on one small op
 (its figures for this project's machine are in docs/method.md).
 
 Threads that start during a round count with their whole totals (they are new); threads that
@@ -52,6 +60,8 @@ class RoundStats:
     cpu_s: float
     busy_threads: int
     longest_wait_s: float = 0.0
+    # The CPUs the process may run on during the round (its affinity); 0 when unknown.
+    cpus: int = 0
 
 
 Reading = dict[str, tuple[int, int, int]]  # tid -> (cpu_ns, wait_ns, turns on a CPU)
@@ -72,8 +82,9 @@ def read_schedstat(pattern: str = SCHEDSTAT_GLOB) -> Reading | None:
     return out or None
 
 
-def round_stats(before: Reading, after: Reading, elapsed_s: float) -> RoundStats:
-    """The run delay, CPU time, busy threads and longest wait per turn between two readings."""
+def round_stats(before: Reading, after: Reading, elapsed_s: float, cpus: int = 0) -> RoundStats:
+    """The run delay, CPU time, busy threads and longest wait per turn between two readings of
+    a process that may run on ``cpus`` CPUs (0: unknown)."""
     wait = cpu = 0
     busy = 0
     longest = 0.0
@@ -87,22 +98,37 @@ def round_stats(before: Reading, after: Reading, elapsed_s: float) -> RoundStats
         if elapsed_s > 0 and d_cpu * 1e-9 >= BUSY_FRACTION * elapsed_s:
             busy += 1
     return RoundStats(wait_s=wait * 1e-9, cpu_s=cpu * 1e-9, busy_threads=busy,
-                      longest_wait_s=longest * 1e-9)
+                      longest_wait_s=longest * 1e-9, cpus=cpus)
 
 
 def is_contaminated(stats: RoundStats, elapsed_s: float) -> bool:
     """Whether a round waited for a CPU as another process's slice, long enough to matter."""
-    return (stats.longest_wait_s > STALL_MIN_S
-            and stats.wait_s > STALL_FRACTION * elapsed_s)
+    waited = (stats.longest_wait_s > STALL_MIN_S
+              and stats.wait_s > STALL_FRACTION * elapsed_s)
+    if stats.cpus == 1:
+        # One CPU: the threads may only have waited for each other, unless they got less than
+        # the round's time on it.
+        return waited and elapsed_s - stats.cpu_s > STALL_FRACTION * elapsed_s
+    return waited
+
+
+def affinity_size() -> int:
+    """How many CPUs this process may run on, 0 where the system does not say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 0
 
 
 class StallProbe:
     """Reads the scheduler statistics of this process around timed rounds.
 
-    ``reader`` returns ``{tid: (cpu_ns, wait_ns, turns)}`` or None (tests pass a fake)."""
+    ``reader`` returns ``{tid: (cpu_ns, wait_ns, turns)}`` or None (tests pass a fake);
+    ``cpus`` is the number of CPUs the process may run on (default: its affinity)."""
 
-    def __init__(self, reader=read_schedstat):
+    def __init__(self, reader=read_schedstat, cpus: int | None = None):
         self.reader = reader
+        self.cpus = affinity_size() if cpus is None else cpus
         self.available = reader() is not None
         self.source = "schedstat" if self.available else "unavailable"
 
@@ -112,4 +138,4 @@ class StallProbe:
     def stats(self, before, after, elapsed_s: float) -> RoundStats | None:
         if before is None or after is None:
             return None
-        return round_stats(before, after, elapsed_s)
+        return round_stats(before, after, elapsed_s, self.cpus)

@@ -33,8 +33,14 @@ from xent_impls.checks import check
 # read from DRAM, not from a warm L2 cache (H100/H200 L2: 50-60 MB).
 GPU_CACHE_BYTES = 128 * 2**20
 MAX_ROTATION = 64
-# Interleaved blocks of the implementations of one case (measure_interleaved).
-BLOCKS = 5
+# Interleaved blocks of the implementations of one case (measure_interleaved): as many blocks
+# as give each cell ROUNDS_PER_BLOCK rounds a turn, between MIN_BLOCKS and MAX_BLOCKS. Short
+# blocks pair the implementations closely in time: on this project's shared VM a plain NumPy
+# exp loop switches between two speeds ~30% apart within one process, in tens of milliseconds,
+# so only rounds taken close together see the same machine.
+MIN_BLOCKS = 5
+MAX_BLOCKS = 50
+ROUNDS_PER_BLOCK = 2
 # Extra measurements of a contended timing cell (see run_task).
 REMEASURE = 2
 
@@ -208,13 +214,20 @@ def case_key(cell: dict) -> tuple:
     return tuple(cell[k] for k in ("kind", "n", "c", "dtype", "scale", "seed", "pass", "device"))
 
 
+def block_count(rounds: list[int]) -> int:
+    """Blocks of an interleaved case whose cells were calibrated to ``rounds`` rounds: the
+    fewest rounds in ``ROUNDS_PER_BLOCK``-round turns, within ``[MIN_BLOCKS, MAX_BLOCKS]``."""
+    fewest = min(rounds, default=MIN_BLOCKS * ROUNDS_PER_BLOCK)
+    return max(MIN_BLOCKS, min(MAX_BLOCKS, fewest // ROUNDS_PER_BLOCK))
+
+
 def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
                         ) -> list[tuple[int, Record]]:
     """Time the cells of one case side by side: each is set up (first call, warm-up,
-    calibration), then their rounds run in ``BLOCKS`` interleaved blocks (A B C A B C ...), so
-    that a change of the machine's state during the case falls on every implementation alike
-    and a ratio can be taken block by block (``analysis.run``). A cell that fails is an error
-    record; the others go on."""
+    calibration), then their rounds run in interleaved blocks (A B C A B C ..., as many as
+    ``block_count`` says), so that a change of the machine's state during the case falls on
+    every implementation alike and a ratio can be taken block by block (``analysis.run``). A
+    cell that fails is an error record; the others go on."""
     ready, done = [], []
     for index, cell in group:
         protocol.send_start(index)
@@ -228,12 +241,13 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
     stats: dict[int, list] = {i: [] for i, _ in ready}
     blocks: dict[int, list[int]] = {i: [] for i, _ in ready}
     failed: dict[int, BaseException] = {}
-    for block in range(BLOCKS):
+    blocks_n = block_count([timed.prepared.rounds for _, timed in ready])
+    for block in range(blocks_n):
         for index, timed in ready:
             if index in failed:
                 continue
             protocol.send_start(index)
-            per_block = max(1, -(-timed.prepared.rounds // BLOCKS))
+            per_block = max(1, -(-timed.prepared.rounds // blocks_n))
             try:
                 rounds = perf_counter_rounds(timed.prepared.call_once, per_block, probe)
             except Exception as exc:  # noqa: BLE001
@@ -258,7 +272,8 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
             timing = timed.timing(Rounds(times[index], stats[index], span,
                                          sum(w for _, w in own)), probe.source)
             metrics, labels, raw = timed.finish(timing, blocks[index])
-            labels["interleaved"] = f"{BLOCKS} blocks with {len(ready) - 1} other implementations"
+            labels["interleaved"] = (f"{blocks_n} blocks with {len(ready) - 1} other "
+                                     "implementations")
             done.append((index, Record(run_id=task["run_id"], cell=timed.cell, status="ok",
                                        metrics=metrics, labels=labels, raw=raw, env=env)))
         except Exception as exc:  # noqa: BLE001
@@ -318,6 +333,7 @@ def run_task(task: dict) -> int:
         "device_name": be.device_name(device),
         "threads": task["threads"],
         "threads_applied": threads_applied,
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "sync": be.SYNC_METHOD,
         "allocator": task.get("allocator", "default"),
         "source": "runner",

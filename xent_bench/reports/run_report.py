@@ -148,6 +148,7 @@ def provenance_blocks(run: Run) -> list:
                                  f"{meta.get('min_rounds')}-{meta.get('max_rounds')} rounds")),
                  ("cache mode", distinct(labels)),
                  ("thread rule", meta.get("threads_rule")),
+                 ("CPU pinning", meta.get("pinning") or "not recorded"),
                  ("load average (1 min) at start / end", _load_text(meta)),
                  ("stall detection", distinct(run.cells.get("stall_source", []))),
                  ("contention", contention_text(run.cells))]
@@ -163,6 +164,7 @@ def provenance_blocks(run: Run) -> list:
                                   for e in fw_envs if e.get("versions")),
             "device name": distinct(e.get("device_name") for e in fw_envs),
             "threads applied": distinct(e.get("threads_applied") for e in fw_envs),
+            "CPUs": distinct(",".join(map(str, e["cpus"])) for e in fw_envs if e.get("cpus")),
             "sync": distinct(e.get("sync") for e in fw_envs),
             "allocator": distinct(e.get("allocator") for e in fw_envs),
         })
@@ -800,8 +802,8 @@ GLOSSARY = {
         ("pass, device", "forward or forward_backward; cpu or cuda"),
         ("status, error", "ok, error or oom, and the error message"),
         ("out_dtype, cache_mode", "labels: agreement output dtype; timing cache handling"),
-        ("env_*", ("provenance: versions (JSON), device_name, threads, threads_applied, sync, "
-                  "allocator, cpu_model, git_commit, device")),
+        ("env_*", ("provenance: versions (JSON), device_name, threads, threads_applied, cpus "
+                  "(the worker's CPU affinity), sync, allocator, cpu_model, git_commit, device")),
         ("metric, value", ("metric name and value, e.g. median_s, q1_s, q3_s, iqr_rel, noisy, "
                           "rounds, first_call_s, compile_s, model_bytes, floor_s, floor_bound, "
                           "GBps, pct_of_limit, calls_per_s, peak_extra_bytes, retained_bytes, "

@@ -28,7 +28,7 @@ def test_cells_of_one_case_are_grouped_in_order_of_first_appearance():
 
 
 def test_interleaved_blocks_alternate_the_implementations(capsys, monkeypatch):
-    monkeypatch.setattr(worker, "BLOCKS", 3)
+    monkeypatch.setattr(worker, "block_count", lambda rounds: 3)
     cells = _cells("numpy/reference/sparse", "numpy/reference/onehot")
     task = {"run_id": "r", "budget_s": 0.001, "min_rounds": 3, "max_rounds": 6}
     done = worker.measure_interleaved(list(enumerate(cells)), task, env={})
@@ -45,8 +45,18 @@ def test_interleaved_blocks_alternate_the_implementations(capsys, monkeypatch):
         assert "interleaved" in record.labels
 
 
+@pytest.mark.parametrize("rounds, blocks", [
+    ([50, 50, 40], 20),  # two rounds a turn for the cell with the fewest
+    ([6, 300], 5),  # never fewer than MIN_BLOCKS
+    ([300, 500], 50),  # never more than MAX_BLOCKS
+    ([], 5),
+])
+def test_block_count_gives_the_fewest_rounds_two_a_turn(rounds, blocks):
+    assert worker.block_count(rounds) == blocks
+
+
 def test_a_cell_that_fails_to_set_up_is_an_error_and_the_others_go_on(monkeypatch):
-    monkeypatch.setattr(worker, "BLOCKS", 2)
+    monkeypatch.setattr(worker, "block_count", lambda rounds: 2)
     cells = _cells("numpy/reference/sparse", "numpy/reference/onehot")
     real = worker.TimedCell
 

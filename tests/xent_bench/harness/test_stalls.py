@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from xent_bench.harness import stalls
@@ -38,6 +40,28 @@ def test_a_thread_that_ended_counts_nothing_and_counters_never_go_back():
 ])
 def test_contamination_threshold(wait_s, longest_s, elapsed_s, contaminated):
     assert is_contaminated(RoundStats(wait_s, 0.0, 1, longest_s), elapsed_s) is contaminated
+
+
+@pytest.mark.parametrize("cpu_s, contaminated", [
+    # Pinned to one CPU, threads spinning and working in turn: long waits, but the process had
+    # the whole round on its CPU.
+    (1.0 * MS, False),
+    (0.97 * MS, False),
+    # Someone else had 0.3 ms of the CPU.
+    (0.7 * MS, True),
+])
+def test_one_cpu_rounds_count_only_waits_the_process_did_not_fill(cpu_s, contaminated):
+    stats = RoundStats(wait_s=0.8 * MS, cpu_s=cpu_s, busy_threads=2, longest_wait_s=0.8 * MS,
+                       cpus=1)
+    assert is_contaminated(stats, 1.0 * MS) is contaminated
+    # The same round on two CPUs: the CPU time cannot tell, the wait rule alone decides.
+    assert is_contaminated(dataclasses.replace(stats, cpus=2), 1.0 * MS) is True
+
+
+def test_the_probe_knows_the_cpus_it_may_run_on():
+    stats = StallProbe(lambda: {"1": (0, 0, 0)}, cpus=1).stats({}, {"1": (0, 0, 1)}, MS)
+    assert stats.cpus == 1
+    assert StallProbe(lambda: {"1": (0, 0, 0)}).cpus == stalls.affinity_size()
 
 
 class FakeSchedstat:
