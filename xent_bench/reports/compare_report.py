@@ -173,7 +173,7 @@ def comparison_summary(cmp: compare.Comparison, fail_on) -> list[str]:
         bullets.append(
             f"Speed: {_counts_text(cmp.counts('speed'), compare_stats.SPEED_VERDICTS)} (slower: "
             f"the interval above {o.slower_above:.2f}x; faster: below {o.faster_below:.2f}x; same: "
-            f"within {1 - o.threshold:.2f}-{1 + o.threshold:.2f}x).")
+            f"within {o.faster_below:.2f}-{o.slower_above:.2f}x).")
         ratios = cmp.table["ratio"].dropna()
         if len(ratios):
             bullets.append(
@@ -204,14 +204,15 @@ def rule_blocks(o: compare_stats.Options) -> list:
             f"Speed: ratio = new median / base median over the raw rounds; interval: "
             f"{o.confidence:.0%} percentile bootstrap ({o.resamples} resamples of each run's "
             f"rounds, seed {o.seed}). With threshold t = {o.threshold:g} and run-to-run drift "
-            f"allowance D = {o.drift:g}: **slower** when the interval's lower bound exceeds "
-            f"(1 + t)(1 + D) = {o.slower_above:.2f}; **faster** when its upper bound is below "
-            f"(1 - t)/(1 + D) = {o.faster_below:.2f}; **same** when the interval lies within "
-            f"[{1 - o.threshold:.2f}, {1 + o.threshold:.2f}]; otherwise **too noisy** to tell.",
+            f"allowance D = {o.drift:g}, the band is B = 1 + max(t, D) = {o.slower_above:.2f}: "
+            f"**slower** when the interval's lower bound exceeds B; **faster** when its upper "
+            f"bound is below 1/B = {o.faster_below:.2f}; **same** when the interval lies within "
+            f"[{o.faster_below:.2f}, {o.slower_above:.2f}]; otherwise **too noisy** to tell.",
             "The bootstrap interval covers only the noise inside each run; D covers the machine "
-            "changing between runs (measured on this project's shared 2-core VM: reruns of "
-            "unchanged code moved a cell's median by up to 2.7x). Calibrate D on your machine: "
-            "compare two runs of unchanged code with `--drift 0`.",
+            "changing between runs (on this project's shared 2-core VM, quiet reruns of "
+            "unchanged code moved a cell's median by up to 1.28x). Calibrate D on your "
+            "machine: run `xent-bench stability`, or compare two runs of unchanged code with "
+            "`--drift 0`.",
             f"Memory (peak extra bytes): **more** / **less** when the peaks differ by more than "
             f"{o.memory_threshold:.0%} of the smaller and more than "
             f"{fmt_bytes(o.memory_floor_bytes, trim=True)} MiB; otherwise **same**.",
