@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -233,15 +234,39 @@ def block_medians(rec: Record) -> dict[int, float] | None:
     return {b: float(np.median(v)) for b, v in by_block.items()} or None
 
 
+RATIO_CONFIDENCE = 0.95
+
+
+def median_interval(values: list[float], confidence: float = RATIO_CONFIDENCE
+                    ) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values``: the order statistics
+    ``(x_(k), x_(n+1-k))`` with the largest ``k`` for which a Binomial(n, 1/2) count falls
+    below ``k`` with probability at most ``(1 - confidence) / 2`` (each value is above or below
+    the true median with probability 1/2, whatever their distribution). With too few values
+    for that confidence (n < 6 at 95%), the lowest and highest."""
+    x = sorted(values)
+    n = len(x)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n  # P(count <= k)
+        if below > tail:
+            break
+        k += 1
+    k = max(k, 1)  # k = 0 would be no bound: fall back to the extremes
+    return float(x[k - 1]), float(x[n - k])
+
+
 def paired_ratio(numerator: dict[int, float], denominator: dict[int, float]
                  ) -> tuple[float, float, float] | None:
-    """Median, lowest and highest of the block-by-block ratios numerator / denominator over
-    the blocks both have (None with fewer than 2: no interval can be said)."""
+    """The median of the block-by-block ratios numerator / denominator over the blocks both
+    have, with its interval (``median_interval``); None with fewer than 2 blocks in common (no
+    interval can be said)."""
     common = sorted(set(numerator) & set(denominator))
     ratios = [numerator[b] / denominator[b] for b in common if denominator[b] > 0]
     if len(ratios) < 2:
         return None
-    return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
+    return (float(np.median(ratios)), *median_interval(ratios))
 
 
 def raw_times_table(records: list[Record]) -> pd.DataFrame:

@@ -436,7 +436,12 @@ def real_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_rerun_of_the_same_code_is_no_regression(real_runs, capsys):
     out = real_runs["tmp"] / "cmp-rerun"
-    code = main(["compare", str(real_runs["base"]), str(real_runs["rerun"]), "--out", str(out)])
+    # A generous drift: this checks that compare calls unchanged code unchanged, not this
+    # machine's calibration (xent-bench stability measures that). The perturbed cells are a
+    # 16 x 100 NumPy op of a few microseconds, which can move by 1.3x or more between two fresh
+    # processes on a shared VM.
+    code = main(["compare", str(real_runs["base"]), str(real_runs["rerun"]), "--drift", "1.0",
+                 "--out", str(out)])
     table = pd.read_csv(out / "comparison.csv")
     table = table[table["presence"] == "both"]
     assert code == 0, capsys.readouterr().out

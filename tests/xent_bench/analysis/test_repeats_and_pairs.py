@@ -11,6 +11,7 @@ from xent_bench.analysis.run import (
     add_speedup,
     block_medians,
     cell_table,
+    median_interval,
     merge_repeats,
     paired_ratio,
     pool_repeats,
@@ -80,7 +81,18 @@ def test_block_medians_use_clean_rounds_per_block():
     assert block_medians(alone) is None
 
 
-def test_paired_ratio_is_the_median_of_block_ratios_with_their_range():
+@pytest.mark.parametrize("n, ranks", [(2, (1, 2)), (5, (1, 5)), (6, (1, 6)), (10, (2, 9)),
+                                       (25, (8, 18)), (100, (40, 61))])
+def test_the_median_interval_is_the_binomial_order_statistics(n, ranks):
+    """The 95% distribution-free interval for a median: ranks from the binomial tables."""
+    values = [float(v) for v in range(n, 0, -1)]  # any order
+    assert median_interval(values) == (float(ranks[0]), float(ranks[1]))
+
+
+def test_paired_ratio_is_the_median_of_block_ratios_with_their_interval():
+    many = {b: 2.0 + 0.01 * b for b in range(25)}
+    ratio, lo, hi = paired_ratio(many, {b: 1.0 for b in range(25)})
+    assert ratio == pytest.approx(2.12) and (lo, hi) == (pytest.approx(2.07), pytest.approx(2.17))
     assert paired_ratio({0: 2.0, 1: 4.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 1.0}) == (2.0, 2.0, 3.0)
     assert paired_ratio({0: 2.0}, {0: 1.0}) is None  # one block: no interval
     assert paired_ratio({0: 2.0, 1: 2.0}, {2: 1.0, 3: 1.0}) is None  # never side by side
