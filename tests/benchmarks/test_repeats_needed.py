@@ -1,0 +1,49 @@
+"""benchmarks/repeats_needed.py on run folders with known repeats."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import xent_impls
+from xent_bench.harness.cells import make_cell, repeated
+from xent_bench.harness.records import Record, append_record
+from xent_impls import Case
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "repeats_needed.py"
+MS = 1e-3
+
+
+def _main():
+    return runpy.run_path(str(SCRIPT))["main"]
+
+
+def _run(tmp_path: Path, medians_per_repeat: dict[str, list[float]]) -> Path:
+    for impl_id, medians in medians_per_repeat.items():
+        base = make_cell("timing", xent_impls.get(impl_id), Case(64, 100, "float32"), "forward",
+                         "cpu")
+        for repeat, median in enumerate(medians):
+            append_record(tmp_path, Record(run_id="r", cell=repeated(base, repeat), status="ok",
+                                           raw={"times_s": [median] * 5, "clean": [True] * 5}))
+    return tmp_path
+
+
+def test_the_share_of_agreeing_cells_per_k(tmp_path, capsys):
+    run = _run(tmp_path, {"torch/native/sparse": [1 * MS] * 4,  # always agrees
+                          "torch/native/onehot": [1 * MS, 2 * MS, 1 * MS, 2 * MS]})
+    assert _main()([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 4 repeats" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 ") or
+            line.startswith("| 2 ")]
+    # k = 1: the sparse cell always agrees; the one-hot cell when both repeats drawn have the
+    # same speed, 2 of the 6 pairs: (1 + 1/3) / 2 = 67% of cells on average.
+    k1 = float(rows[0].split("|")[2].strip("% "))
+    assert 57 <= k1 <= 77
+    assert rows[1].startswith("| 2 |")
+
+
+def test_one_repeat_is_not_enough(tmp_path, capsys):
+    run = _run(tmp_path, {"torch/native/sparse": [1 * MS]})
+    assert _main()([str(run)]) == 2
+    assert "at least 2 are needed" in capsys.readouterr().err
