@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 
 from xent_impls.catalog import IMPLS
@@ -44,8 +45,36 @@ def _plugin_impls(spec: str) -> tuple[Impl, ...]:
         found = getattr(module, "IMPLS", None)
         if found is None:
             raise ValueError(f"plugin module {name!r} (from ${PLUGINS_ENV}) defines no IMPLS")
+        for impl in found:
+            _check_plugin_impl(impl, name)
         impls.extend(found)
     return tuple(impls)
+
+
+# The characters an implementation id may hold: ids become report lines, plot labels and parts
+# of run-folder names, so no spaces, markup ($, <, |, `) or path tricks.
+IMPL_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def _check_plugin_impl(impl, module: str) -> None:
+    """``ValueError`` naming the plugin module when one of its ``IMPLS`` is not a well-formed
+    ``Impl``: a known framework and form, a variant of plain characters, and the id they
+    make."""
+    where = f"plugin module {module!r} (from ${PLUGINS_ENV})"
+    if not isinstance(impl, Impl):
+        raise ValueError(f"{where}: IMPLS holds {type(impl).__name__}, not an Impl")
+    if impl.framework not in FRAMEWORK_MODULES:
+        raise ValueError(f"{where}: {impl.id!r} has unknown framework {impl.framework!r}; "
+                         f"known: {', '.join(FRAMEWORK_MODULES)}")
+    if impl.form not in ("sparse", "onehot"):
+        raise ValueError(f"{where}: {impl.id!r} has unknown form {impl.form!r}; known: sparse, "
+                         "onehot")
+    if not isinstance(impl.variant, str) or IMPL_PART.fullmatch(impl.variant) is None:
+        raise ValueError(f"{where}: variant {str(impl.variant)[:40]!r} must be letters, digits "
+                         "and _.+- (at most 64)")
+    if impl.id != f"{impl.framework}/{impl.variant}/{impl.form}":
+        raise ValueError(f"{where}: id {str(impl.id)[:80]!r} must be "
+                         f"'{impl.framework}/{impl.variant}/{impl.form}'")
 
 
 def _catalog() -> tuple[Impl, ...]:

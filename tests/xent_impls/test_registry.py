@@ -448,3 +448,27 @@ def test_plugin_that_cannot_be_imported_is_an_error(monkeypatch):
             xent_impls.all_impls()
     finally:
         registry._plugin_impls.cache_clear()
+
+
+@pytest.mark.parametrize("variant, message", [
+    ("$x^2$", "must be letters, digits"),
+    ("<script>", "must be letters, digits"),
+    ("two words", "must be letters, digits"),
+    ("", "must be letters, digits"),
+])
+def test_plugin_ids_with_markup_are_refused(make_plugin, monkeypatch, variant, message):
+    monkeypatch.setenv(registry.PLUGINS_ENV, make_plugin(variant=variant))
+    with pytest.raises(ValueError, match=message):
+        xent_impls.all_impls()
+
+
+def test_plugin_impls_must_be_impls_with_a_matching_id(make_plugin, monkeypatch):
+    monkeypatch.setenv(registry.PLUGINS_ENV, make_plugin(body="IMPLS = ('numpy/x/sparse',)\n"))
+    with pytest.raises(ValueError, match="holds str, not an Impl"):
+        xent_impls.all_impls()
+    source = PLUGIN_SOURCE.replace('id=f"numpy/{VARIANT}/{form}"', 'id="numpy/other/sparse"')
+    body = "VARIANT = 'double'\nFORMS = ('sparse',)\n" + source
+    monkeypatch.setenv(registry.PLUGINS_ENV, make_plugin(body=body))
+    registry._plugin_impls.cache_clear()
+    with pytest.raises(ValueError, match="must be 'numpy/double/sparse'"):
+        xent_impls.all_impls()

@@ -96,8 +96,12 @@ class Options:
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1 (a fraction such as 0.10), "
                              f"got {self.threshold:g}")
-        if self.drift < 0 or self.memory_threshold < 0 or self.memory_floor_bytes < 0:
-            raise ValueError("drift, memory threshold and memory floor must not be negative")
+        for name in ("drift", "memory_threshold", "memory_floor_bytes"):
+            value = getattr(self, name)
+            # not (value >= 0) also catches NaN, which would turn every verdict "too noisy".
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name.replace('_', ' ')} must be a finite number of at least "
+                                 f"0, got {value:g}")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {self.confidence:g}")
 

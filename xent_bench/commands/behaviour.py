@@ -14,6 +14,7 @@ from xent_bench.commands.options import (
     check_device,
     csv,
     flat,
+    positive_float,
     report_module,
     require_device,
     resolve_threads,
@@ -35,7 +36,7 @@ def add_parsers(sub) -> None:
                    help="leave out the semantics side by side")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     add_threads_option(p)
-    p.add_argument("--cell-timeout", type=float, default=behaviour.CELL_TIMEOUT_S,
+    p.add_argument("--cell-timeout", type=positive_float, default=behaviour.CELL_TIMEOUT_S,
                    help="seconds before a hung probe is killed (default: "
                         f"{behaviour.CELL_TIMEOUT_S:g})")
     add_run_folder_options(p)

@@ -23,6 +23,7 @@ from xent_bench.commands.options import (
     csv,
     flat,
     import_with_report_libraries,
+    non_negative_float,
     parse_sizes,
     report_module,
     usage_errors,
@@ -39,18 +40,19 @@ def add_parsers(sub) -> None:
                         "status 1 on a regression beyond the thresholds")
     cmp.add_argument("base", type=Path, metavar="BASE", help="run folder or pytest-benchmark JSON")
     cmp.add_argument("new", type=Path, metavar="NEW", help="run folder or pytest-benchmark JSON")
-    cmp.add_argument("--threshold", type=float, default=compare_stats.DEFAULT_THRESHOLD,
+    cmp.add_argument("--threshold", type=non_negative_float,
+                     default=compare_stats.DEFAULT_THRESHOLD,
                      help="relative change of the median time that matters (default: "
                           f"{compare_stats.DEFAULT_THRESHOLD:g})")
-    cmp.add_argument("--drift", type=float, default=compare_stats.DEFAULT_DRIFT,
+    cmp.add_argument("--drift", type=non_negative_float, default=compare_stats.DEFAULT_DRIFT,
                      help="run-to-run drift allowance of this machine (default: "
                           f"{compare_stats.DEFAULT_DRIFT:g}, calibrated by xent-bench stability "
                           "on a shared 2-core VM; 0 on a machine whose reruns agree)")
-    cmp.add_argument("--memory-threshold", type=float,
+    cmp.add_argument("--memory-threshold", type=non_negative_float,
                      default=compare_stats.DEFAULT_MEMORY_THRESHOLD,
                      help="relative change of peak memory that matters (default: "
                           f"{compare_stats.DEFAULT_MEMORY_THRESHOLD:g})")
-    cmp.add_argument("--memory-floor-mib", type=float,
+    cmp.add_argument("--memory-floor-mib", type=non_negative_float,
                      default=compare_stats.DEFAULT_MEMORY_FLOOR_BYTES / 2**20,
                      help="ignore peak memory changes up to this many MiB (default: "
                           f"{compare_stats.DEFAULT_MEMORY_FLOOR_BYTES / 2**20:g})")

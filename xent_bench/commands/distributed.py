@@ -13,6 +13,7 @@ from xent_bench.commands.options import (
     csv,
     flat,
     parse_sizes,
+    positive_float,
     report_module,
     usage_errors,
 )
@@ -39,7 +40,7 @@ def add_parsers(sub) -> None:
                    help="sparse (default) and/or onehot")
     p.add_argument("--pass", dest="passes", action="append", type=csv, default=[],
                    help="forward and/or forward_backward (default: both)")
-    p.add_argument("--budget", type=float, default=distributed.DEFAULT_BUDGET_S,
+    p.add_argument("--budget", type=positive_float, default=distributed.DEFAULT_BUDGET_S,
                    help="seconds of timed rounds per cell (default: "
                         f"{distributed.DEFAULT_BUDGET_S:g})")
     p.add_argument("--threads", type=int, default=1,
@@ -49,7 +50,7 @@ def add_parsers(sub) -> None:
                         f"{distributed.DEFAULT_ALLOCATOR}: blocks of 1 MiB or more are mapped and "
                         f"returned "
                         f"on free, so resident memory follows live memory)")
-    p.add_argument("--cell-timeout", type=float, default=distributed.CELL_TIMEOUT_S,
+    p.add_argument("--cell-timeout", type=positive_float, default=distributed.CELL_TIMEOUT_S,
                    help="seconds before a hung launch is killed (default: "
                         f"{distributed.CELL_TIMEOUT_S:g})")
     add_run_folder_options(p)

@@ -23,12 +23,13 @@ import xent_impls
 from xent_bench.commands.options import (
     UsageError,
     check_device,
+    positive_float,
     report_module,
     require_device,
     resolve_threads,
     usage_errors,
 )
-from xent_bench.harness import runner
+from xent_bench.harness import files, runner
 from xent_bench.harness.presets import build_cells, get_preset
 
 QUICK = {
@@ -45,7 +46,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a few small cells only (smoke test)")
     p.add_argument("--impl", action="append", default=[],
                    help="narrow both grids to implementation ids or globs (repeatable)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
+    p.add_argument("--budget", type=positive_float, default=None,
+                   help="seconds of timed rounds per cell")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="folder that receives the run folders (default: results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,7 +87,7 @@ def command(args: argparse.Namespace) -> int:
     agree_dir = _run(agree_preset, agree_cells, args, agree_preset.budget_s)
     time_dir = _run(time_preset, time_cells, args, budget)
     text = report_module("gpu_check_report").comparison_markdown(agree_dir, time_dir)
-    (time_dir / "gpu-check.md").write_text(text, encoding="utf-8")
+    files.write_text(time_dir / "gpu-check.md", text)
     print(text, end="")
     for run_dir in (agree_dir, time_dir):
         try:

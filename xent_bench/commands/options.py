@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,28 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2 (argparse's own convention too)
         raise UsageError(message)
+
+
+def positive_float(text: str) -> float:
+    """An option value that must be a finite number above 0 (a budget, a timeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An option value that must be a finite number of at least 0 (a threshold, an allowance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}")
+    return value
 
 
 def csv(text: str) -> list[str]:
@@ -103,7 +126,7 @@ def add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
     add_threads_option(p)
     p.add_argument("--allocator", default="default",
                    help="CPU allocator setting: default (glibc) or reuse (freed memory is reused)")
-    p.add_argument("--budget", type=float, default=None,
+    p.add_argument("--budget", type=positive_float, default=None,
                    help="seconds of timed rounds per cell and repeat")
     p.add_argument("--repeats", type=int, default=None,
                    help="repeats of the whole grid, each through fresh worker processes "

@@ -28,6 +28,7 @@ from xent_bench.commands.options import (
     csv,
     flat,
     parse_sizes,
+    positive_float,
     report_module,
     resolve_threads,
     usage_errors,
@@ -49,7 +50,8 @@ def add_parsers(sub) -> None:
     add_selection_options(p)
     p.add_argument("--size", action="append", type=csv, default=[],
                    help="NxC (replaces the preset's sizes)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell")
+    p.add_argument("--budget", type=positive_float, default=None,
+                   help="seconds of timed rounds per cell")
     p.add_argument("--slow", default=None, metavar="IMPL=FACTOR",
                    help="the implementation slowed down in the fourth run (default: the first "
                         "native implementation of the grid, 1.5)")

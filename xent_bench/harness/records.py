@@ -29,9 +29,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
+from xent_bench.harness import files
 from xent_bench.harness.cells import cell_key
 from xent_impls.vocabulary import STATUSES
 
@@ -39,6 +41,11 @@ RECORDS = "records.jsonl"
 SCHEMA_VERSION = 1
 # The cell keys every record's cell must carry (the others are optional: ``cells.cell_key``).
 REQUIRED_CELL_KEYS = ("kind", "impl", "n", "c", "dtype", "scale", "seed", "pass", "device")
+# Cell keys that hold names: they become report lines, plot labels and table cells, so a
+# record from a shared folder may only put plain characters there (no markup, no newlines).
+TEXT_CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "dtype", "pass", "device",
+                  "probe")
+CELL_TEXT = re.compile(r"[A-Za-z0-9_.+/-]{0,200}")
 
 
 class TruncatedRecordWarning(UserWarning):
@@ -119,13 +126,19 @@ def validate(record: Record) -> None:
     if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
         raise ValueError(f"record schema must be an integer from 1 to {SCHEMA_VERSION}, got "
                          f"{schema!r}")
-    if not isinstance(record.run_id, str) or not record.run_id:
-        raise ValueError(f"record run_id must be a non-empty string, got {record.run_id!r}")
+    if not files.is_safe_name(record.run_id):
+        raise ValueError(f"record run_id must be a name of letters, digits and ._- (at most 128), "
+                         f"got {str(record.run_id)[:80]!r}")
     if not isinstance(record.cell, dict):
         raise ValueError(f"record cell must be an object, got {type(record.cell).__name__}")
     missing = [k for k in REQUIRED_CELL_KEYS if k not in record.cell]
     if missing:
         raise ValueError(f"record cell lacks {', '.join(missing)}")
+    for k in TEXT_CELL_KEYS:
+        v = record.cell.get(k)
+        if v is not None and (not isinstance(v, str) or CELL_TEXT.fullmatch(v) is None):
+            raise ValueError(f"record cell {k} must be letters, digits and _.+-/ (at most 200), "
+                             f"got {str(v)[:80]!r}")
     for k in ("n", "c", "seed"):
         v = record.cell[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -167,6 +180,7 @@ def load_records(run_dir: Path) -> list[Record]:
     path = Path(run_dir) / RECORDS
     if not path.exists():
         return []
+    files.check_readable(path, files.MAX_RECORDS_BYTES)
     records = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from xent_bench.harness import floor, provenance
+from xent_bench.harness import files, floor, provenance
 from xent_bench.harness.cells import repeated
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
@@ -89,16 +89,30 @@ def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progre
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:
-    tmp = run_dir / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    tmp.replace(run_dir / META)
+    files.write_text(Path(run_dir) / META, json.dumps(meta, indent=2, sort_keys=True))
 
 
 def read_meta(run_dir: Path) -> dict:
+    """A run folder's ``meta.json``, checked as untrusted input: a regular file of bounded
+    size holding a JSON object whose ``run_id`` is a safe name (``files.SAFE_NAME``: it
+    becomes part of output paths and report lines) and whose ``kind`` is a string.
+    ``ValueError`` naming what is wrong otherwise."""
     path = Path(run_dir) / META
     if not path.exists():
         raise ValueError(f"{run_dir} is not a run folder (no {META})")
-    return json.loads(path.read_text())
+    files.check_readable(path, files.MAX_META_BYTES)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    if not files.is_safe_name(meta.get("run_id")):
+        raise ValueError(f"{path}: run_id must be a name of letters, digits and ._- (at most "
+                         f"128), got {str(meta.get('run_id'))[:80]!r}")
+    if not isinstance(meta.get("kind"), str):
+        raise ValueError(f"{path}: kind must be a string, got {meta.get('kind')!r}")
+    return meta
 
 
 def ceilings_of_repeat(meta: dict, repeat: int) -> dict[str, dict]:

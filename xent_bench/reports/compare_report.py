@@ -17,6 +17,7 @@ import pandas as pd
 
 from xent_bench.analysis import compare, compare_stats
 from xent_bench.analysis.run import Run
+from xent_bench.harness import files
 from xent_bench.reports import plots
 from xent_bench.reports.document import (
     Bullets,
@@ -117,12 +118,12 @@ def _interval(lo, hi) -> str:
 
 
 def _write(blocks: list, out_dir: Path, name: str, title: str, data: pd.DataFrame) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files.check_output_dir(out_dir)
     paths = {"markdown": out_dir / f"{name}.md", "html": out_dir / f"{name}.html",
              "csv": out_dir / f"{name}.csv"}
-    paths["markdown"].write_text(render_markdown(blocks), encoding="utf-8")
-    paths["html"].write_text(render_html(blocks, title), encoding="utf-8")
-    data.to_csv(paths["csv"], index=False)
+    files.write_text(paths["markdown"], render_markdown(blocks))
+    files.write_text(paths["html"], render_html(blocks, title))
+    files.write_with(paths["csv"], lambda tmp: data.to_csv(tmp, index=False))
     return paths
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xent_bench.harness import agreement, runner
+from xent_bench.harness import agreement, files, runner
 from xent_bench.harness.records import Record, load_records
 from xent_bench.reports.document import Bullets, Heading, Para, Table, make_table, render_markdown
 from xent_bench.reports.format import MISSING, fmt_bytes, fmt_num
@@ -307,5 +307,5 @@ def write_report(run_dir) -> Path:
     run_dir = Path(run_dir)
     meta = runner.read_meta(run_dir)
     path = run_dir / REPORT
-    path.write_text(render(load_records(run_dir), meta), encoding="utf-8")
+    files.write_text(path, render(load_records(run_dir), meta))
     return path

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
+from xent_bench.harness import files
 from xent_bench.reports.format import ordered
 from xent_impls.vocabulary import DTYPE_ORDER, FORMS, PASSES
 
@@ -35,9 +36,8 @@ RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10
 
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    return files.write_with(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or "png",
+                                                          dpi=DPI, bbox_inches="tight"))
 
 
 def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path,

@@ -41,7 +41,7 @@ from xent_bench.analysis.run import (
     rank_key,
     sort_rows,
 )
-from xent_bench.harness import agreement
+from xent_bench.harness import agreement, files
 from xent_bench.harness.agreement import FAILING
 from xent_bench.reports import behaviour_report, distributed_report, plots
 from xent_bench.reports.document import (
@@ -97,9 +97,10 @@ def write_tables(run: Run) -> dict[str, Path]:
         for fmt in ("parquet", "csv"):
             path = run.run_dir / f"{name}.{fmt}"
             if fmt == "parquet":
-                _arrow_safe(df).to_parquet(path, index=False)
+                files.write_with(path, lambda tmp, df=df: _arrow_safe(df).to_parquet(tmp,
+                                                                                    index=False))
             else:
-                df.to_csv(path, index=False)
+                files.write_with(path, lambda tmp, df=df: df.to_csv(tmp, index=False))
             out[f"{name}_{fmt}"] = path
     return out
 
@@ -866,19 +867,18 @@ def write_run_reports(run: Run) -> dict:
     tables = write_tables(run)
     blocks, figures = build_document(run)
     md_path, html_path = run.run_dir / "report.md", run.run_dir / "report.html"
-    md_path.write_text(render_markdown(blocks), encoding="utf-8")
+    files.write_text(md_path, render_markdown(blocks))
     title = f"xent-bench {run.kind} report: {run.meta.get('run_id')}"
-    html_path.write_text(render_html(blocks, title), encoding="utf-8")
+    files.write_text(html_path, render_html(blocks, title))
     extra = {}
     if run.kind == "distributed":  # the per-world table with memory per rank and communication
         extra["distributed"] = distributed_report.write_report(run.run_dir)
     if run.kind == "behaviour":  # the full matrices, linked from report.md
         full = behaviour_report.full_blocks(run)
         extra["behaviour"] = run.run_dir / "behaviour.md"
-        extra["behaviour"].write_text(render_markdown(full), encoding="utf-8")
-        (run.run_dir / "behaviour.html").write_text(
-            render_html(full, f"xent-bench behaviour: {run.meta.get('run_id')}"),
-            encoding="utf-8")
+        files.write_text(extra["behaviour"], render_markdown(full))
+        files.write_text(run.run_dir / "behaviour.html",
+                         render_html(full, f"xent-bench behaviour: {run.meta.get('run_id')}"))
     return extra | {"markdown": md_path, "html": html_path, "parquet": tables["records_parquet"],
             "csv": tables["records_csv"], "raw_parquet": tables["raw_times_parquet"],
             "raw_csv": tables["raw_times_csv"], "plots": [f.path for f in figures]}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from xent_bench.analysis import compare, stability
 from xent_bench.analysis.run import Run, load_run
+from xent_bench.harness import files
 from xent_bench.reports.document import Bullets, Heading, Para, make_table, render_markdown
 from xent_bench.reports.format import fmt_ratio
 
@@ -100,7 +101,7 @@ def blocks(summary: Summary) -> list:
 
 
 def write(summary: Summary, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files.check_output_dir(out_dir)
     path = out_dir / "stability.md"
-    path.write_text(render_markdown(blocks(summary)), encoding="utf-8")
+    files.write_text(path, render_markdown(blocks(summary)))
     return path
