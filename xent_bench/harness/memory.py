@@ -61,13 +61,15 @@ def _libc():
         return None
 
 
-def release_free_memory() -> bool:
+def release_free_memory(collect: bool = True) -> bool:
     """Collect garbage and hand the allocator's free pages back to the OS (glibc
     ``malloc_trim(0)``), so that the next peak starts from memory that is really in use:
     otherwise a buffer may land in pages an earlier cell left resident (no rise of the
     resident size, a peak of 0) or in fresh pages (the full size), depending on what ran
-    before. Returns False where ``malloc_trim`` does not exist."""
-    gc.collect()
+    before. ``collect=False`` skips the garbage collection (outputs released by reference
+    count need none). Returns False where ``malloc_trim`` does not exist."""
+    if collect:
+        gc.collect()
     libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):
         return False
@@ -84,8 +86,10 @@ def steady_peak_bytes(call, trials: int = 3) -> float | None:
     not shrink) does not raise the resident size, while nothing else in the worker allocates
     during the call."""
     peaks = []
-    for _ in range(trials):
-        release_free_memory()
+    for trial in range(trials):
+        # One garbage collection for the cell; the later trials' outputs are freed by reference
+        # count, so handing free pages back is enough.
+        release_free_memory(collect=trial == 0)
         base = rss_bytes()
         if base is None or not reset_peak_rss():
             return None

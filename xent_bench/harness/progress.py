@@ -39,7 +39,10 @@ class Progress:
             measured = self.done - self.initial
             left = (f", about {elapsed / measured * (self.total - self.done):.0f} s left"
                     if measured else "")
-            print(f"[{self.done + 1}/{self.total}] {label} ({elapsed:.0f} s{left})",
+            # The cell being started; interleaved cells are counted when the next is set up, so
+            # the last case's blocks come after the count reached the total.
+            current = min(self.done + 1, self.total)
+            print(f"[{current}/{self.total}] {label} ({elapsed:.0f} s{left})",
                   file=sys.stderr, flush=True)
 
     def advance(self) -> None:

@@ -23,8 +23,9 @@ class FakeProcess:
         self.hwm = self.base
         return True
 
-    def trim(self):
+    def trim(self, collect=True):
         self.trims += 1
+        self.collects = getattr(self, "collects", 0) + bool(collect)
         return True
 
 
@@ -41,6 +42,7 @@ def test_the_peak_is_the_largest_trial_each_from_a_clean_baseline(monkeypatch):
     _patch(monkeypatch, proc)
     assert memory.steady_peak_bytes(proc.call, trials=3) == 4 * MIB
     assert proc.resets == 3 and proc.trims == 3
+    assert proc.collects == 1  # one garbage collection per cell, then free pages only
 
 
 def test_no_peak_where_the_source_is_missing(monkeypatch):
