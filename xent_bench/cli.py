@@ -34,7 +34,7 @@ from xent_bench.commands import (
     stability,
 )
 from xent_bench.commands.options import EXIT_USAGE, Parser, UsageError
-from xent_bench.harness.files import UnsafePathError
+from xent_bench.harness.files import FolderBusyError, UnsafePathError
 
 # In the order ``xent-bench --help`` lists them.
 COMMANDS = (measure, report, behaviour, list_impls, compare, stability, gpu_check, distributed)
@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, UnsafePathError) as exc:
-        # An unsafe output path (a link or a special file where a report goes) comes from the
-        # folder given, not from a bug: one line, like any other bad input.
+    except (UsageError, UnsafePathError, FolderBusyError) as exc:
+        # An unsafe output path (a link or a special file where a report goes) or a folder
+        # another process is measuring into comes from the folder given, not from a bug: one
+        # line, like any other bad input.
         print(f"xent-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

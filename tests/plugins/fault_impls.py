@@ -8,6 +8,7 @@ run slowly so that a test can kill a run mid-way.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from xent_impls.reference import reference
@@ -38,6 +39,20 @@ def abort_on_bad_label(logits, targets, grad=False):
     return reference(logits, targets, grad=grad)
 
 
+def exit_cleanly(logits, targets, grad=False):
+    """Ends the worker with status 0 in the middle of a cell, as ``sys.exit(0)`` in a library
+    would."""
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def print_protocol(logits, targets, grad=False):
+    """Prints what looks like a protocol line of the worker, then computes the oracle."""
+    print("START 999", flush=True)
+    print("FINISHED", flush=True)
+    return reference(logits, targets, grad=grad)
+
+
 def slow(logits, targets, grad=False):
     time.sleep(0.2)
     return reference(logits, targets, grad=grad)
@@ -51,4 +66,5 @@ def _impl(variant: str, entry: str) -> Impl:
 
 
 IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("oom", "out_of_memory"),
-         _impl("slow", "slow"), _impl("abort-on-bad-label", "abort_on_bad_label"))
+         _impl("slow", "slow"), _impl("abort-on-bad-label", "abort_on_bad_label"),
+         _impl("exit0", "exit_cleanly"), _impl("chatty", "print_protocol"))

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import xent_impls
-from xent_bench.harness import runner
+from xent_bench.harness import files, runner
 from xent_bench.harness.cells import make_cell
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
@@ -215,9 +215,15 @@ def run_distributed(run_dir: Path, cells: list[dict], timeout_s: float = CELL_TI
     """Measure distributed ``cells`` into ``run_dir`` (new or resumed; ``meta.json`` is written
     when ``meta`` is given, read otherwise). ``timeout_s``: seconds a launch may spend on one cell
     before its process group is killed; ``startup_timeout_s``: the same for a launch's start-up.
-    Returns the run folder."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    Holds the folder's lock throughout (``files.run_lock``). Returns the run folder."""
+    run_dir = files.check_output_dir(Path(run_dir))
+    with files.run_lock(run_dir):
+        return _run_distributed(run_dir, cells, timeout_s, meta=meta, progress=progress,
+                                startup_timeout_s=startup_timeout_s)
+
+
+def _run_distributed(run_dir: Path, cells: list[dict], timeout_s: float, *, meta: dict | None,
+                     progress: bool, startup_timeout_s: float) -> Path:
     if meta is None:
         meta = runner.read_meta(run_dir)
     else:

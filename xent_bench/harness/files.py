@@ -33,6 +33,36 @@ class UnsafePathError(ValueError):
     """An output path that would write through a link or over a special file."""
 
 
+class FolderBusyError(ValueError):
+    """A run folder another xent-bench process is measuring into."""
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while measuring into it: a second run or ``--resume`` of the
+    same folder at the same time would measure every cell twice. The lock is the kernel's
+    (``flock``), so it goes with the process that held it, however that process ends."""
+    import fcntl  # POSIX only; the harness measures on Linux
+
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot create the lock {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(f"another xent-bench process is measuring into {run_dir}; "
+                                  "wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def is_safe_name(value) -> bool:
     """Whether ``value`` is a string that may name a file or a run (``SAFE_NAME``)."""
     return isinstance(value, str) and SAFE_NAME.fullmatch(value) is not None and ".." not in value

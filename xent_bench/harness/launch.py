@@ -3,8 +3,10 @@
 A launch is one or more processes running ``python -m MODULE TASK.json`` over the same task:
 one framework worker (``worker.py``), or the ranks of a vocabulary-parallel launch
 (``dist_worker.py``). Every process of a launch is in one process group (the first is its
-leader), so one ``killpg`` tears the launch down, children included. Each process writes its
-standard error to a log of its own, appended to the run's ``workers.log`` when the launch ends.
+leader), so one ``killpg`` tears the launch down, children included, and each dies with the
+runner (``PR_SET_PDEATHSIG``). Each process writes its standard output and error to a log of its
+own, appended to the run's ``workers.log`` when the launch ends; its protocol lines come over a
+pipe of their own (``protocol.py``), so nothing an implementation prints is read as protocol.
 
 :func:`watch` follows the protocol (``protocol.py``): progress on ``START``/``FINISHED``, a
 deadline per cell (and one for start-up), the captured ``CEILINGS`` and ``CELL_ERROR``
@@ -15,6 +17,7 @@ returns an :class:`Outcome`; each caller words its own error message from it.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import json
@@ -62,6 +65,33 @@ def _reader(index: int, stream, sink: queue.Queue) -> None:
     sink.put((index, None))
 
 
+PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl():
+    """glibc's ``prctl`` (Linux), looked up in the parent: a forked child should not load
+    libraries before it execs. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _child_setup(cpus: list[int] | None, parent: int, prctl) -> None:
+    """Run in each child between fork and exec: pin it to ``cpus``, and have the kernel kill
+    it when the runner dies (``PR_SET_PDEATHSIG``), so a killed run leaves no worker behind
+    to append records while a resume measures the same cells again."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the runner died before the signal was armed
+            os._exit(1)
+
+
 class Launch:
     """The processes of one launch, their output, and their teardown."""
 
@@ -75,26 +105,39 @@ class Launch:
         self.task_path.write_text(json.dumps(task))
         self.lines: queue.Queue = queue.Queue()
         self.procs: list[subprocess.Popen] = []
+        self.channels: list = []  # the read end of each process's protocol pipe
         self.readers: list[threading.Thread] = []
         self.logs = [self.run_dir / f".log-{name}-p{i}.log" for i in range(len(envs))]
         self.pgid = None
         command = [sys.executable, "-m", module, str(self.task_path)]
-        pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+        setup = functools.partial(_child_setup, cpus, os.getpid(), _prctl())
         try:
             for i, env in enumerate(envs):
-                with open(self.logs[i], "w") as log:
-                    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, text=True, process_group=self.pgid or 0,
-                                            preexec_fn=pin)
+                # The protocol on a pipe of its own (protocol.CHANNEL_ENV); what the
+                # implementations print goes to the log with the standard error.
+                read_fd, write_fd = os.pipe()
+                channel = os.fdopen(read_fd, encoding="utf-8", errors="replace")
+                self.channels.append(channel)
+                try:
+                    with open(self.logs[i], "w") as log:
+                        proc = subprocess.Popen(
+                            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            env=env | {protocol.CHANNEL_ENV: str(write_fd)},
+                            pass_fds=(write_fd,), process_group=self.pgid or 0,
+                            preexec_fn=setup)
+                finally:
+                    os.close(write_fd)  # the child holds its copy; EOF comes when it exits
                 self.pgid = self.pgid or proc.pid
                 self.procs.append(proc)
-                reader = threading.Thread(target=_reader, args=(i, proc.stdout, self.lines),
+                reader = threading.Thread(target=_reader, args=(i, channel, self.lines),
                                           daemon=True)
                 reader.start()
                 self.readers.append(reader)
         except OSError:
             if self.procs:
                 self.finish()
+            for channel in self.channels:
+                channel.close()
             raise
 
     def kill(self) -> None:
@@ -111,8 +154,8 @@ class Launch:
             p.wait()
         for reader in self.readers:  # every line the processes wrote reaches the queue
             reader.join(timeout=5.0)
-        for p in self.procs:
-            p.stdout.close()
+        for channel in self.channels:
+            channel.close()
         with open(self.run_dir / WORKER_LOG, "a") as out:
             for i, path in enumerate(self.logs):
                 who = "worker" if len(self.procs) == 1 else f"process {i}"
@@ -138,6 +181,9 @@ class Outcome:
       timeout_s: the deadline in force then (start-up or per cell).
       tails: the last lines of each process's log.
       ceilings: the ``CEILINGS`` payload, if one came.
+      finished: whether a ``FINISHED`` line came. A process that exits with status 0 without
+        it did not finish its cells (an implementation called ``sys.exit(0)``, say): that is a
+        failure of the cell it was in, not "all done".
     """
 
     current: int | None
@@ -147,10 +193,12 @@ class Outcome:
     timeout_s: float
     tails: list[str]
     ceilings: dict | None = None
+    finished: bool = True
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and all(code == 0 for code in self.codes)
+        return (not self.timed_out and all(code == 0 for code in self.codes)
+                and self.finished)
 
     @property
     def phase(self) -> str:
@@ -163,6 +211,7 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
     group's rendezvous) has its own timeout; each cell then has ``cell_timeout_s`` from its
     ``START``."""
     current, cell_errors, ceilings = None, {}, None
+    got_finished = False
     finished: set[int] = set()  # processes whose output has ended
     counted: set[int] = set()  # cells already counted by the progress (a re-measured cell is
     # announced again)
@@ -171,7 +220,7 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
     timed_out = False
 
     def handle(index: int, line: str) -> None:
-        nonlocal current, deadline, timeout_now, ceilings
+        nonlocal current, deadline, timeout_now, ceilings, got_finished
         message = protocol.parse(line)
         if message is None:
             return
@@ -183,8 +232,9 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
             progress.start(describe(cells[current]))
             deadline = time.monotonic() + cell_timeout_s
             timeout_now = cell_timeout_s
-        elif message.kind == protocol.FINISHED and current is not None:
-            if current not in counted:
+        elif message.kind == protocol.FINISHED:
+            got_finished = True
+            if current is not None and current not in counted:
                 progress.advance()
                 counted.add(current)
             current = None
@@ -230,4 +280,5 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
         launch.finish()  # kills whatever is still running (a hung launch included)
         drain()  # lines written just before the end (the START of a cell that crashed, a late
         # CELL_ERROR)
-    return Outcome(current, codes, cell_errors, timed_out, timeout_now, tails, ceilings)
+    return Outcome(current, codes, cell_errors, timed_out, timeout_now, tails, ceilings,
+                   finished=got_finished)

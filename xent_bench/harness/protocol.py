@@ -1,5 +1,12 @@
-"""The worker protocol: the lines a worker process writes on its standard output for the harness
-that watches it (``xent_bench/harness/launch.py``), and their parser.
+"""The worker protocol: the lines a worker process writes for the harness that watches it
+(``xent_bench/harness/launch.py``), and their parser.
+
+The lines go over a channel of their own: a pipe whose file descriptor the launcher passes in
+``XENT_PROTOCOL_FD``. The implementations a worker runs print to its standard output, which the
+launcher sends to the worker's log with its standard error, so nothing an implementation
+prints (a line starting with ``START``, say) can be taken for the protocol. Without the
+variable (a worker run by hand, a test calling the worker's functions) the lines go to
+standard output.
 
 Every worker kind (the framework worker ``worker.py``, the vocabulary-parallel ranks
 ``dist_worker.py``) speaks it:
@@ -17,13 +24,16 @@ Any other line is not part of the protocol and is ignored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
 import sys
 
 START = "START"
 FINISHED = "FINISHED"
 CEILINGS = "CEILINGS"
 CELL_ERROR = "CELL_ERROR"
+CHANNEL_ENV = "XENT_PROTOCOL_FD"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +60,19 @@ def parse(line: str) -> Message | None:
     return None
 
 
+@functools.cache
+def _pipe(fd: int):
+    return os.fdopen(fd, "w", encoding="utf-8", closefd=False)
+
+
+def _channel():
+    """The protocol's channel: the pipe named by ``XENT_PROTOCOL_FD``, else standard output."""
+    fd = os.environ.get(CHANNEL_ENV, "")
+    return _pipe(int(fd)) if fd.isdigit() else sys.stdout
+
+
 def _send(text: str) -> None:
-    print(text, file=sys.stdout, flush=True)
+    print(text, file=_channel(), flush=True)
 
 
 def send_start(index: int) -> None:

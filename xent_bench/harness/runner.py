@@ -72,6 +72,9 @@ def worker_failure(outcome: Outcome, cell_timeout_s: float) -> Failure | None:
     code = outcome.codes[0]
     if outcome.timed_out:
         why = f"timed out after {cell_timeout_s:g} s and was killed"
+    elif code == 0:
+        why = ("exited with status 0 before it finished its cells (did the implementation call "
+               "sys.exit or os._exit?)")
     else:
         why = describe_exit(code)
         if code == -signal.SIGKILL:
@@ -157,9 +160,16 @@ def run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool = 
     """Measure ``cells`` into ``run_dir`` (new or resumed), ``meta["repeats"]`` times: each
     repeat runs the whole grid through fresh worker processes, and each timing worker measures
     its framework's ceilings (and NumPy's) before its cells, so ceilings come from every
-    repeat. Returns the run folder."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    repeat. Holds the folder's lock throughout (``files.run_lock``: a second run into the same
+    folder is refused). Returns the run folder."""
+    run_dir = files.check_output_dir(Path(run_dir))
+    with files.run_lock(run_dir):
+        return _run_cells(cells, run_dir, meta, progress=progress,
+                          cell_timeout_s=cell_timeout_s)
+
+
+def _run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool,
+               cell_timeout_s: float) -> Path:
     repair(run_dir)
     repeats = int(meta.get("repeats", 1))
     grid = [repeated(cell, r) for r in range(repeats) for cell in cells]

@@ -120,13 +120,28 @@ def test_a_hang_is_killed_at_the_deadline(tmp_path):
 
 
 def test_ceilings_and_cell_errors_are_captured(tmp_path):
-    outcome = _watch(tmp_path, [["ceilings", {"exp_Gps": 2.5}]])
+    outcome = _watch(tmp_path, [["ceilings", {"exp_Gps": 2.5}], ["finished"]])
     assert outcome.ok and outcome.ceilings == {"exp_Gps": 2.5}
     outcome = _watch(tmp_path, [["start", 0], ["cell_error", "oom", "MemoryError"], ["exit", 1]],
                      processes=2)
     assert outcome.codes[0] == 1 or outcome.codes[1] == 1
     assert {e["status"] for e in outcome.cell_errors.values()} == {"oom"}
     assert outcome.current == 0
+
+
+def test_an_exit_with_status_0_before_finished_is_not_ok(tmp_path):
+    outcome = _watch(tmp_path, [["start", 0], ["start", 1], ["exit", 0]])
+    assert not outcome.ok and not outcome.finished
+    assert outcome.codes == [0] and outcome.current == 1
+
+
+def test_printed_lines_are_not_the_protocol(tmp_path):
+    """What a worker prints on its standard output goes to its log; only its protocol channel
+    counts (an implementation printing "START 3" or "FINISHED" changes nothing)."""
+    outcome = _watch(tmp_path, [["print", "START 3"], ["print", "FINISHED"], ["start", 0],
+                                ["exit", 0]])
+    assert not outcome.ok and outcome.current == 0
+    assert "START 3" in (tmp_path / WORKER_LOG).read_text()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups as on Linux")

@@ -191,3 +191,74 @@ def test_out_of_memory_is_a_result_with_its_size(tmp_path):
     assert "MemoryError" in oom.error
     assert oom.metrics["logits_bytes"] == 64 * 1000 * 4
     assert records["numpy/reference/sparse"].status == "ok", "the run goes on after an OOM"
+
+
+def _start_slow_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xent_bench", *SLOW_GRID, "--results", str(tmp_path),
+         "--no-progress", "--no-report"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    folder = _run_folder(tmp_path)
+    _wait_for_records(folder / "records.jsonl", 1, proc)
+    return proc, folder
+
+
+def test_workers_die_with_the_runner(tmp_path):
+    """Killing only the runner (not its process group) leaves no worker behind to append
+    records while a resume measures the same cells again."""
+    proc, folder = _start_slow_run(tmp_path)
+    pids = _worker_pids(folder)
+    assert pids, "a worker must be running"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while _worker_pids(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _worker_pids(folder) == []
+    count = len(load_records(folder))
+    resumed = _cli("run", "--resume", str(folder), results=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    records = load_records(folder)
+    assert len(records) == len(set(_keys(records))) >= count, "no cell measured twice"
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    proc, folder = _start_slow_run(tmp_path)
+    try:
+        second = _cli("run", "--resume", str(folder), results=tmp_path)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"xent-bench: error: another xent-bench process is measuring into {folder}; wait "
+            "for it to finish"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+
+
+def test_an_implementation_that_exits_with_status_0_is_an_error_and_the_rest_run(tmp_path):
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/exit0/sparse", "--impl",
+                "numpy/reference/sparse", "--size", "16x10", "--dtype", "float32", "--pass",
+                "forward", "--budget", "0.01", "--repeats", "1", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = {r.cell["impl"]: r for r in load_records(_run_folder(tmp_path))}
+    assert records["numpy/exit0/sparse"].status == "error"
+    assert "status 0 before it finished" in records["numpy/exit0/sparse"].error
+    assert records["numpy/reference/sparse"].status == "ok"
+
+
+def test_what_an_implementation_prints_is_not_read_as_protocol(tmp_path):
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/chatty/sparse", "--impl",
+                "numpy/reference/sparse", "--size", "16x10", "--dtype", "float32", "--pass",
+                "forward", "--budget", "0.01", "--repeats", "1", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = _run_folder(tmp_path)
+    records = load_records(folder)
+    assert sorted(r.cell["impl"] for r in records) == ["numpy/chatty/sparse",
+                                                       "numpy/reference/sparse"]
+    assert all(r.status == "ok" for r in records)
+    assert "START 999" in (folder / "workers.log").read_text()  # it went to the log
