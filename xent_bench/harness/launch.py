@@ -17,9 +17,7 @@ returns an :class:`Outcome`; each caller words its own error message from it.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
 import json
 import os
 import queue
@@ -30,11 +28,12 @@ import threading
 import time
 from pathlib import Path
 
-from xent_bench.harness import protocol
+from xent_bench.harness import child, protocol
 from xent_bench.harness.cells import describe
 from xent_bench.harness.progress import Progress
 
 WORKER_LOG = "workers.log"
+CHILD_MODULE = "xent_bench.harness.child"
 POLL_S = 0.2
 
 
@@ -65,41 +64,14 @@ def _reader(index: int, stream, sink: queue.Queue) -> None:
     sink.put((index, None))
 
 
-PR_SET_PDEATHSIG = 1
-
-
-@functools.cache
-def _prctl():
-    """glibc's ``prctl`` (Linux), looked up in the parent: a forked child should not load
-    libraries before it execs. None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _child_setup(cpus: list[int] | None, parent: int, prctl) -> None:
-    """Run in each child between fork and exec: pin it to ``cpus``, and have the kernel kill
-    it when the runner dies (``PR_SET_PDEATHSIG``), so a killed run leaves no worker behind
-    to append records while a resume measures the same cells again."""
-    if cpus is not None:
-        os.sched_setaffinity(0, cpus)
-    if prctl is not None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the runner died before the signal was armed
-            os._exit(1)
-
-
 class Launch:
     """The processes of one launch, their output, and their teardown."""
 
     def __init__(self, module: str, task: dict, envs: list[dict], run_dir: Path, name: str,
                  cpus: list[int] | None = None):
         """Start one process per environment in ``envs``, running ``module`` on ``task``; with
-        ``cpus``, every process is pinned to those CPUs before it starts (so every thread it
-        ever starts inherits the affinity)."""
+        ``cpus``, every process pins itself to those CPUs before it imports ``module``
+        (``child.py``: so every thread it ever starts inherits the affinity)."""
         self.run_dir, self.name = Path(run_dir), name
         self.task_path = self.run_dir / f".task-{name}.json"
         self.task_path.write_text(json.dumps(task))
@@ -109,8 +81,12 @@ class Launch:
         self.readers: list[threading.Thread] = []
         self.logs = [self.run_dir / f".log-{name}-p{i}.log" for i in range(len(envs))]
         self.pgid = None
-        command = [sys.executable, "-m", module, str(self.task_path)]
-        setup = functools.partial(_child_setup, cpus, os.getpid(), _prctl())
+        # Every process starts through harness/child.py, which pins it and ties its life to
+        # this one's before the worker module (and its framework) is imported.
+        command = [sys.executable, "-m", CHILD_MODULE, module, str(self.task_path)]
+        child_env = {child.PARENT_ENV: str(os.getpid())}
+        if cpus is not None:
+            child_env[child.CPUS_ENV] = ",".join(str(c) for c in cpus)
         try:
             for i, env in enumerate(envs):
                 # The protocol on a pipe of its own (protocol.CHANNEL_ENV); what the
@@ -122,9 +98,8 @@ class Launch:
                     with open(self.logs[i], "w") as log:
                         proc = subprocess.Popen(
                             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            env=env | {protocol.CHANNEL_ENV: str(write_fd)},
-                            pass_fds=(write_fd,), process_group=self.pgid or 0,
-                            preexec_fn=setup)
+                            env=env | child_env | {protocol.CHANNEL_ENV: str(write_fd)},
+                            pass_fds=(write_fd,), process_group=self.pgid or 0)
                 finally:
                     os.close(write_fd)  # the child holds its copy; EOF comes when it exits
                 self.pgid = self.pgid or proc.pid

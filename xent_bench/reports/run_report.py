@@ -774,8 +774,9 @@ GLOSSARY = {
                        "means the measurement or the ceiling is wrong")),
         ("bound", "which floor term binds: exp (exponential throughput) or memory (bandwidth)"),
         ("calls/s", "1 / median time; the useful figure when C is tiny and dispatch dominates"),
-        ("peak extra MiB", ("peak memory of the steady-state rounds above what was resident "
-                           "before them (GPU: allocator peak; CPU: peak RSS)")),
+        ("peak extra MiB", ("peak memory of a steady-state call in rounds of its own, above a "
+                           "clean baseline (GPU: allocator peak; CPU: peak RSS, the largest of "
+                           "three trials)")),
         ("retained MiB", "memory the first call left resident (caches, compiled code, pools)"),
         ("first call ms", "the first call: trace, compile and run"),
         ("compile s", "first call minus the steady-state median"),
