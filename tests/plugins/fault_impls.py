@@ -53,6 +53,17 @@ def print_protocol(logits, targets, grad=False):
     return reference(logits, targets, grad=grad)
 
 
+def doubled_rows(logits, targets, grad=False):
+    """The right losses, twice over: 2N of them for N rows."""
+    import numpy as np
+
+    out = reference(logits, targets, grad=grad)
+    if grad:
+        loss, dlogits = out
+        return np.concatenate([loss, loss]), dlogits
+    return np.concatenate([out, out])
+
+
 def slow(logits, targets, grad=False):
     time.sleep(0.2)
     return reference(logits, targets, grad=grad)
@@ -67,4 +78,5 @@ def _impl(variant: str, entry: str) -> Impl:
 
 IMPLS = (_impl("abort", "abort"), _impl("fail", "fail"), _impl("oom", "out_of_memory"),
          _impl("slow", "slow"), _impl("abort-on-bad-label", "abort_on_bad_label"),
-         _impl("exit0", "exit_cleanly"), _impl("chatty", "print_protocol"))
+         _impl("exit0", "exit_cleanly"), _impl("chatty", "print_protocol"),
+         _impl("doubled", "doubled_rows"))

@@ -90,16 +90,26 @@ def agreement_metrics(logits: np.ndarray, loss, grad, ref_loss, ref_grad, dtype:
 CHECK_ROWS = 256
 
 
+def _shaped(array: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``array`` if it has ``shape``; ``ValueError`` otherwise. The check compares a prefix of
+    rows, so a result of the wrong shape (2N losses, say) would otherwise pass unseen."""
+    if tuple(array.shape) != shape:
+        raise ValueError(f"the implementation returned a {what} of shape {tuple(array.shape)}, "
+                         f"expected {shape}")
+    return array
+
+
 def check_output(be, case, out, logits, targets, pass_: str) -> dict:
     """Agreement metrics of a timed step's own output (``be``: its backend) on the first
     ``CHECK_ROWS`` rows; ``logits``/``targets`` are those rows as NumPy arrays."""
     rows = min(case.n, CHECK_ROWS)
     ref_loss, ref_grad = reference(logits[:rows], targets[:rows], grad=True)
     if pass_ == "forward":
-        loss = be.to_numpy(out)[:rows]
+        loss = _shaped(be.to_numpy(out), (case.n,), "loss")[:rows]
         return agreement_metrics(logits[:rows], loss, None, ref_loss, ref_grad,
                                            case.dtype)
-    loss, grad = be.to_numpy(out[0])[:rows], be.to_numpy(out[1])[:rows]
+    loss = _shaped(be.to_numpy(out[0]), (case.n,), "loss")[:rows]
+    grad = _shaped(be.to_numpy(out[1]), (case.n, case.c), "gradient")[:rows]
     # The step's gradient is of the mean over all N rows; the oracle's over `rows` rows.
     grad = grad.astype(np.float64) * (case.n / rows)
     return agreement_metrics(logits[:rows], loss, grad, ref_loss, ref_grad, case.dtype)

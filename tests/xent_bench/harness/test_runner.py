@@ -262,3 +262,13 @@ def test_what_an_implementation_prints_is_not_read_as_protocol(tmp_path):
                                                        "numpy/reference/sparse"]
     assert all(r.status == "ok" for r in records)
     assert "START 999" in (folder / "workers.log").read_text()  # it went to the log
+
+
+def test_a_result_of_the_wrong_shape_is_an_error_not_a_pass(tmp_path):
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/doubled/sparse", "--size", "16x10",
+                "--dtype", "float32", "--budget", "0.01", "--repeats", "1", results=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = load_records(_run_folder(tmp_path))
+    assert len(records) == 2  # forward and forward+backward
+    for r in records:
+        assert r.status == "error" and "loss of shape (32,), expected (16,)" in r.error, r.error
