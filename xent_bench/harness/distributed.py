@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import xent_impls
-from xent_bench.harness import files, runner
+from xent_bench.harness import files, provenance, runner
 from xent_bench.harness.cells import make_cell
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
@@ -231,8 +231,7 @@ def _run_distributed(run_dir: Path, cells: list[dict], timeout_s: float, *, meta
     repair(run_dir)
     bar = Progress(total=len(cells), initial=len(cells) - len(pending(cells, run_dir)),
                    enabled=progress)
-    env = {"cpu_model": meta["machine"]["cpu_model"], "git_commit": meta["machine"]["git_commit"],
-           "device": meta["device"]}
+    env = provenance.measuring_env(meta["device"])
 
     def launch_group(key: tuple[str, int], remaining: list[dict], attempt: int, bar: Progress):
         fw, world = key

@@ -41,6 +41,13 @@ def new_run_id(kind: str) -> str:
     return f"{stamp}-{kind}-{uuid.uuid4().hex[:6]}"
 
 
+def measuring_env(device: str) -> dict:
+    """The provenance every record of this process carries: this machine's CPU model and this
+    checkout's commit, read now, not from ``meta.json``: a ``--resume`` on another machine or
+    commit labels the cells it measures with where they were measured."""
+    return {"cpu_model": cpu_model(), "git_commit": git_commit(), "device": device}
+
+
 def machine_info() -> dict:
     return {
         "hostname": platform.node(),

@@ -175,8 +175,7 @@ def _run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool,
     grid = [repeated(cell, r) for r in range(repeats) for cell in cells]
     bar = Progress(total=len(grid), initial=len(grid) - len(pending(grid, run_dir)),
                    enabled=progress)
-    env_record = {"cpu_model": meta["machine"]["cpu_model"],
-                  "git_commit": meta["machine"]["git_commit"], "device": meta["device"]}
+    env_record = provenance.measuring_env(meta["device"])
     env = worker_env(meta["threads"], meta["allocator"])
 
     def launch_group(key: tuple[int, str], remaining: list[dict], attempt: int, bar: Progress):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from xent_bench.harness import provenance
 from xent_bench.harness.cells import cell_key
 from xent_bench.harness.records import Record, TruncatedRecordWarning, load_records
 
@@ -221,10 +222,18 @@ def test_workers_die_with_the_runner(tmp_path):
         time.sleep(0.1)
     assert _worker_pids(folder) == []
     count = len(load_records(folder))
+    # As if the run had started on another machine and commit: the resumed cells must carry
+    # where they were measured, not what meta.json says.
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["machine"] |= {"git_commit": "0123456789ab", "cpu_model": "Elsewhere CPU"}
+    (folder / "meta.json").write_text(json.dumps(meta))
     resumed = _cli("run", "--resume", str(folder), results=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     records = load_records(folder)
     assert len(records) == len(set(_keys(records))) >= count, "no cell measured twice"
+    new = records[count:]
+    assert new and all(r.env["git_commit"] == provenance.git_commit()
+                       and r.env["cpu_model"] == provenance.cpu_model() for r in new)
 
 
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
