@@ -30,26 +30,25 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def positive_float(text: str) -> float:
-    """An option value that must be a finite number above 0 (a budget, a timeout)."""
+def _finite(text: str, *, above_zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (above_zero and value == 0):
+        bound = "above 0" if above_zero else "of at least 0"
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An option value that must be a finite number above 0 (a budget, a timeout)."""
+    return _finite(text, above_zero=True)
 
 
 def non_negative_float(text: str) -> float:
     """An option value that must be a finite number of at least 0 (a threshold, an allowance)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}")
-    return value
+    return _finite(text, above_zero=False)
 
 
 def csv(text: str) -> list[str]:

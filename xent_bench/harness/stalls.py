@@ -41,6 +41,8 @@ import dataclasses
 import glob
 import os
 
+from xent_bench.harness.threads import usable_cores
+
 SCHEDSTAT_GLOB = "/proc/self/task/*/schedstat"
 # A round is contaminated when a thread waited longer than STALL_MIN_S per turn on a CPU on
 # average (less than the shortest slice the scheduler gives another process), and all threads
@@ -112,14 +114,6 @@ def is_contaminated(stats: RoundStats, elapsed_s: float) -> bool:
     return waited
 
 
-def affinity_size() -> int:
-    """How many CPUs this process may run on, 0 where the system does not say."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return 0
-
-
 class StallProbe:
     """Reads the scheduler statistics of this process around timed rounds.
 
@@ -128,7 +122,7 @@ class StallProbe:
 
     def __init__(self, reader=read_schedstat, cpus: int | None = None):
         self.reader = reader
-        self.cpus = affinity_size() if cpus is None else cpus
+        self.cpus = usable_cores() if cpus is None else cpus
         self.available = reader() is not None
         self.source = "schedstat" if self.available else "unavailable"
 

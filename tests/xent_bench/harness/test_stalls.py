@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from xent_bench.harness import stalls
+from xent_bench.harness import stalls, threads
 from xent_bench.harness.stalls import RoundStats, StallProbe, is_contaminated, round_stats
 from xent_bench.harness.timing import Timing, perf_counter_rounds
 
@@ -61,7 +61,7 @@ def test_one_cpu_rounds_count_only_waits_the_process_did_not_fill(cpu_s, contami
 def test_the_probe_knows_the_cpus_it_may_run_on():
     stats = StallProbe(lambda: {"1": (0, 0, 0)}, cpus=1).stats({}, {"1": (0, 0, 1)}, MS)
     assert stats.cpus == 1
-    assert StallProbe(lambda: {"1": (0, 0, 0)}).cpus == stalls.affinity_size()
+    assert StallProbe(lambda: {"1": (0, 0, 0)}).cpus == threads.usable_cores()
 
 
 class FakeSchedstat:
