@@ -19,8 +19,7 @@ CPUs (its CPU affinity, inherited by every thread the framework starts), the idl
 is launched (:func:`pick_cpus`). A "1 thread" setting is not one thread: JAX hands each call from
 the caller to an executor thread, and between rounds (the stall probe reads ``/proc``) that
 thread goes to sleep. Unpinned, waking it on the other, idle CPU of this project's 2-core VM
-made ``optax`` 256x1000 forward take 0.67-0.81 ms in four fresh processes; pinned to one CPU,
-0.35-0.37 ms (see ``docs/method.md``). Pinning makes "N threads" mean N cores, for every
+made small ``optax`` calls about twice as slow and uneven (see ``docs/method.md``). Pinning makes "N threads" mean N cores, for every
 framework alike.
 """
 

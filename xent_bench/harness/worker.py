@@ -37,7 +37,7 @@ MAX_ROTATION = 64
 # Interleaved blocks of the implementations of one case (measure_interleaved): as many blocks
 # as give each cell ROUNDS_PER_BLOCK rounds a turn, between MIN_BLOCKS and MAX_BLOCKS. Short
 # blocks pair the implementations closely in time: on this project's shared VM a plain NumPy
-# exp loop switches between two speeds ~30% apart within one process, in tens of milliseconds,
+# exp loop switches between two speeds within one process, in tens of milliseconds,
 # so only rounds taken close together see the same machine.
 MIN_BLOCKS = 5
 MAX_BLOCKS = 50
@@ -356,8 +356,8 @@ def run_task(task: dict) -> int:
 
     # What is alive now (the framework's modules, caches, the ceilings' compiled ops) stays
     # alive: freezing it keeps every clean-baseline gc.collect() of the memory rounds from
-    # scanning it again (with TensorFlow loaded a full collection took 260-290 ms here, with
-    # PyTorch about 80 ms; frozen, a few milliseconds). Objects made later are collected as
+    # scanning it again (with TensorFlow loaded a full collection takes a large fraction of a
+    # second; frozen, next to nothing). Objects made later are collected as
     # usual.
     gc.freeze()
     deferred = []  # timing cells that came out contended: measured again at the end
