@@ -19,8 +19,8 @@ CPUs (its CPU affinity, inherited by every thread the framework starts), the idl
 is launched (:func:`pick_cpus`). A "1 thread" setting is not one thread: JAX hands each call from
 the caller to an executor thread, and between rounds (the stall probe reads ``/proc``) that
 thread goes to sleep. Unpinned, waking it on the other, idle CPU of this project's 2-core VM
-made small ``optax`` calls about twice as slow and uneven (see ``docs/method.md``). Pinning makes "N threads" mean N cores, for every
-framework alike.
+made small ``optax`` calls about twice as slow and uneven (see ``docs/method.md``). Pinning
+makes "N threads" mean N cores, for every framework alike.
 """
 
 from __future__ import annotations
