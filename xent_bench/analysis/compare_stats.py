@@ -21,6 +21,11 @@ With the threshold ``t`` (the smallest change that matters), the band is
 - ``same``      1 / B <= lo and hi <= B (no change this machine can tell from its reruns)
 - ``too noisy`` anything else: the interval crosses the band's edge, the runs cannot tell.
 
+The ratio judged is the cell's ratio over the *common shift* of the cells measured beside it
+(the same worker and pass: ``xent_bench.analysis.compare.common_shifts``), where that group moved
+together: the machine's own change of speed between the runs, which every cell of a worker
+shares, is taken out before the band is applied. ``shift="none"`` judges the raw ratio.
+
 ``D = 0`` gives the plain rule (the band is the threshold). The threshold and the drift are not
 multiplied: the drift already is the change that reruns of unchanged code show, so a change
 beyond it is a change. The default ``DEFAULT_DRIFT = 0.3`` is calibrated from reruns of
@@ -62,6 +67,10 @@ from xent_impls.vocabulary import STATUSES
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_DRIFT = 0.3
+# How a cell's ratio is judged: over the common shift of the cells measured beside it
+# ("group", xent_bench.analysis.compare.common_shifts) or as it is ("none").
+SHIFTS = ("group", "none")
+DEFAULT_SHIFT = "group"
 DEFAULT_MEMORY_THRESHOLD = 0.25
 DEFAULT_MEMORY_FLOOR_BYTES = 8 * 2.0**20
 CONFIDENCE = 0.95
@@ -91,8 +100,11 @@ class Options:
     confidence: float = CONFIDENCE
     resamples: int = RESAMPLES
     seed: int = SEED
+    shift: str = DEFAULT_SHIFT
 
     def __post_init__(self):
+        if self.shift not in SHIFTS:
+            raise ValueError(f"shift must be one of {', '.join(SHIFTS)}, got {self.shift!r}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1 (a fraction such as 0.10), "
                              f"got {self.threshold:g}")

@@ -4,8 +4,10 @@
 spinning process; quiet) and once more with one implementation slowed down on purpose, and
 these functions turn the runs into the figures it prints:
 
-- quiet reruns: the share of cells whose medians agree within ``RERUN_TOLERANCE``, and of
-  speedups over the native op (a ratio measured inside each run) within ``RATIO_TOLERANCE``;
+- quiet reruns: the share of cells whose medians agree within ``RERUN_TOLERANCE``, as measured
+  and with the machine's change of speed between the runs taken out (the common shift of the
+  cells measured side by side, as ``compare`` judges them), and of speedups over the native op
+  (a ratio measured inside each run) within ``RATIO_TOLERANCE``;
 - the loaded run: cells off their quiet figure by more than ``LOADED_TOLERANCE`` that are not
   flagged ``contended`` (silently wrong cells: the target is none);
 - cells above 100% of the limit in any run (a floor that is not a floor);
@@ -68,6 +70,14 @@ def _agreement(pairs: pd.DataFrame, tolerance: float) -> Agreement:
 def rerun_agreement(a: Run, b: Run, tolerance: float = RERUN_TOLERANCE) -> Agreement:
     """Cells whose median time agrees between two runs within ``tolerance``."""
     return _agreement(_paired(a, b, "median_s"), tolerance)
+
+
+def shifted_agreement(table: pd.DataFrame, tolerance: float = RERUN_TOLERANCE) -> Agreement:
+    """Cells of a comparison table (``compare.compare_runs(...).table``) whose ratio over the
+    common shift of the cells measured beside them (``rel_ratio``: the machine's change of
+    speed between the runs taken out) is within ``tolerance`` of 1."""
+    ratios = pd.to_numeric(table["rel_ratio"], errors="coerce") if len(table) else pd.Series()
+    return _agreement(pd.DataFrame({"a": 1.0, "b": ratios}), tolerance)
 
 
 def ratio_agreement(a: Run, b: Run, tolerance: float = RATIO_TOLERANCE) -> Agreement:

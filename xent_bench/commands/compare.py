@@ -1,7 +1,8 @@
 """The ``compare``, ``merge`` and ``history`` subcommands of ``xent-bench`` (wired into
 ``xent_bench.cli``).
 
-    xent-bench compare BASE NEW [--threshold 0.10] [--drift 0.3] [--fail-on slower,memory,accuracy]
+    xent-bench compare BASE NEW [--threshold 0.10] [--drift 0.3] [--shift group]
+                       [--fail-on slower,memory,accuracy]
     xent-bench merge RUN RUN [RUN ...]
     xent-bench history RUN RUN [RUN ...] [--impl GLOB] [--size NxC] [--dtype D] [--pass P]
 
@@ -48,6 +49,11 @@ def add_parsers(sub) -> None:
                      help="run-to-run drift allowance of this machine (default: "
                           f"{compare_stats.DEFAULT_DRIFT:g}, calibrated by xent-bench stability "
                           "on a shared 2-core VM; 0 on a machine whose reruns agree)")
+    cmp.add_argument("--shift", choices=compare_stats.SHIFTS, default=compare_stats.DEFAULT_SHIFT,
+                     help="judge each cell's ratio over the common shift of the cells measured "
+                          "beside it (group: the machine's change of speed between the runs is "
+                          "taken out where the group moved together) or as it is (none) "
+                          f"(default: {compare_stats.DEFAULT_SHIFT})")
     cmp.add_argument("--memory-threshold", type=non_negative_float,
                      default=compare_stats.DEFAULT_MEMORY_THRESHOLD,
                      help="relative change of peak memory that matters (default: "
@@ -105,6 +111,7 @@ def cmd_compare(args) -> int:
     with usage_errors():
         fail_on = compare_stats.parse_fail_on(args.fail_on)
         options = compare_stats.Options(threshold=args.threshold, drift=args.drift,
+                                        shift=args.shift,
                                         memory_threshold=args.memory_threshold,
                                         memory_floor_bytes=args.memory_floor_mib * 2**20)
         base = resolve_run(args.base, args.results)

@@ -136,8 +136,8 @@ def comparison_rows(cmp: compare.Comparison) -> tuple[list[dict], list[dict]]:
     table = cmp.table.assign(
         _bad=lambda t: (t["speed"] == "slower") | (t["memory"] == "more")
         | (t["accuracy"] == "worse"))
-    table = table.sort_values(["_bad", "ratio"], ascending=[False, False], na_position="last",
-                              kind="stable")
+    table = table.sort_values(["_bad", "rel_ratio"], ascending=[False, False],
+                              na_position="last", kind="stable")
     timing = cmp.new.kind != "agreement"
     rows, marks = [], []
     for r in table.to_dict("records"):
@@ -145,8 +145,10 @@ def comparison_rows(cmp: compare.Comparison) -> tuple[list[dict], list[dict]]:
         row = {"impl": r["impl"], "case": _case(r)}
         if timing:
             row |= {"base ms": _ms(r["base_median_s"]), "new ms": _ms(r["new_median_s"]),
-                    "ratio": fmt_ratio(r["ratio"]), "95% interval": _interval(r["lo"], r["hi"]),
-                    "speed": r["speed"], "base MiB": fmt_bytes(r["base_peak_extra_bytes"]),
+                    "ratio": fmt_ratio(r["ratio"]), "shift": _shift_text(r),
+                    "judged": fmt_ratio(r["rel_ratio"]),
+                    "95% interval": _interval(r["rel_lo"], r["rel_hi"]), "speed": r["speed"],
+                    "base MiB": fmt_bytes(r["base_peak_extra_bytes"]),
                     "new MiB": fmt_bytes(r["new_peak_extra_bytes"]), "memory": r["memory"]}
         else:
             row |= {side: verdict_text(r[f"{side}_state"], r[f"{side}_loss_err_eps"],
@@ -158,6 +160,23 @@ def comparison_rows(cmp: compare.Comparison) -> tuple[list[dict], list[dict]]:
                       "memory": VERDICT_MARKS.get(r["memory"], ""),
                       "accuracy": VERDICT_MARKS.get(r["accuracy"], "")})
     return rows, marks
+
+
+def _shift_text(row: dict) -> str:
+    """The common shift a cell's ratio was divided by, or a dash where none was taken out."""
+    return fmt_ratio(row["shift"]) if row.get("shift_used") == 1.0 else MISSING
+
+
+def shift_rows(cmp: compare.Comparison) -> list[dict]:
+    """One row per group of cells measured side by side: its common shift and whether it was
+    taken out."""
+    rows = []
+    for r in compare.shift_table(cmp.table).to_dict("records"):
+        rows.append({"group": r["shift_group"], "cells": int(r["shift_cells"]),
+                     "common shift": fmt_ratio(r["shift"]),
+                     "taken out": "yes" if r["shift_used"] == 1.0 else
+                     "no (the cells did not move together)"})
+    return rows
 
 
 def _counts_text(counts: dict[str, int], order) -> str:
@@ -182,6 +201,7 @@ def comparison_summary(cmp: compare.Comparison, fail_on) -> list[str]:
                 f"{n_cells(len(ratios))} (range {fmt_ratio(ratios.min())} to "
                 f"{fmt_ratio(ratios.max())}); a shift of every cell together comes from the "
                 "machine or from something every implementation shares.")
+        bullets.append(_shift_summary(cmp))
         memory = _counts_text(cmp.counts("memory"), compare_stats.MEMORY_VERDICTS)
         bullets.append(f"Memory: {memory}.")
     accuracy = _counts_text(cmp.counts("accuracy"), compare_stats.ACCURACY_VERDICTS)
@@ -195,6 +215,23 @@ def comparison_summary(cmp: compare.Comparison, fail_on) -> list[str]:
         bullets.append(f"No regression beyond the thresholds (failing on {watched}): exit "
                        "status 0.")
     return bullets
+
+
+def _shift_summary(cmp: compare.Comparison) -> str:
+    if cmp.options.shift == "none":
+        return "Common shifts: not taken out (--shift none): each cell is judged on its raw ratio."
+    groups = compare.shift_table(cmp.table)
+    used = groups[groups["shift_used"] == 1.0]
+    if groups.empty:
+        return ("Common shifts: none (no group of cells measured side by side has "
+                f"{compare.MIN_SHIFT_CELLS} or more timed cells): raw ratios judged.")
+    shifts = used["shift"]
+    text = (f"Common shifts taken out: {len(used)} of {len(groups)} groups of cells measured "
+            "side by side")
+    if len(shifts):
+        text += f" (from {fmt_ratio(shifts.min())} to {fmt_ratio(shifts.max())})"
+    return (text + "; each cell is judged on its ratio over its group's shift (table "
+            "\"Common shifts\"; --shift none judges raw ratios).")
 
 
 def rule_blocks(o: compare_stats.Options) -> list:
@@ -214,6 +251,18 @@ def rule_blocks(o: compare_stats.Options) -> list:
             "unchanged code moved a cell's median by up to 1.28x). Calibrate D on your "
             "machine: run `xent-bench stability`, or compare two runs of unchanged code with "
             "`--drift 0`.",
+            "Common shift (--shift group, the default): between two runs the whole machine "
+            "changes speed (on this project's shared 2-core VM every cell of a worker moved "
+            "together by up to 1.4x between quiet runs, while the cells' ratios to one another "
+            "held within 8%). Cells measured side by side share that shift: the median ratio of "
+            "the narrowest group with at least "
+            f"{compare.MIN_SHIFT_CELLS} timed cells (one interleaved case; else the framework's "
+            "cells of one pass; else all the framework's cells) estimates it, and where at "
+            f"least {compare.SHIFT_MAJORITY:.0%} of the group's cells lie within the band of "
+            "it, each cell's ratio and interval are divided by it before the band is applied "
+            "(column *judged*). A change common to every cell of a group (a new framework "
+            "version) looks the same as the machine: the shifts are listed, and --shift none "
+            "judges the raw ratios.",
             f"Memory (peak extra bytes): **more** / **less** when the peaks differ by more than "
             f"{o.memory_threshold:.0%} of the smaller and more than "
             f"{fmt_bytes(o.memory_floor_bytes, trim=True)} MiB; otherwise **same**.",
@@ -230,14 +279,15 @@ def ratio_figure(cmp: compare.Comparison, out_dir: Path) -> Figure | None:
     t = cmp.table
     if t.empty or t["ratio"].isna().all():
         return None
-    t = t.sort_values("ratio", ascending=False, kind="stable")
+    t = t.sort_values("rel_ratio", ascending=False, kind="stable")
     df = pd.DataFrame({"label": [f"{r['impl']} {_case(r)}" for r in t.to_dict("records")],
-                       "ratio": t["ratio"], "lo": t["lo"], "hi": t["hi"],
+                       "ratio": t["rel_ratio"], "lo": t["rel_lo"], "hi": t["rel_hi"],
                        "verdict": t["speed"]})
     o = cmp.options
     path = plots.intervals(df, path=out_dir / "plots" / "ratios.png",
-                           title="New / base median time per cell, with its interval",
-                           xlabel="ratio of medians (new / base), log scale",
+                           title="New / base median time per cell (over its group's common "
+                                 "shift), with its interval",
+                           xlabel="judged ratio of medians (new / base), log scale",
                            band=(1 - o.threshold, 1 + o.threshold),
                            cuts=(o.faster_below, o.slower_above), colours=VERDICT_COLOURS)
     if path is None:
@@ -263,7 +313,10 @@ def regression_rows(cmp: compare.Comparison, fail_on) -> list[dict]:
     for r in cmp.regressions(fail_on).to_dict("records"):
         what = []
         if "slower" in fail_on and r["speed"] == "slower":
-            what.append(f"slower {fmt_ratio(r['ratio'])} ({_interval(r['lo'], r['hi'])})")
+            shift = (f", raw {fmt_ratio(r['ratio'])} over a common shift of "
+                     f"{fmt_ratio(r['shift'])}" if r.get("shift_used") == 1.0 else "")
+            what.append(f"slower {fmt_ratio(r['rel_ratio'])} "
+                        f"({_interval(r['rel_lo'], r['rel_hi'])}{shift})")
         if "memory" in fail_on and r["memory"] == "more":
             what.append(f"memory {fmt_bytes(r['base_peak_extra_bytes'])} -> "
                         f"{fmt_bytes(r['new_peak_extra_bytes'])} MiB")
@@ -288,6 +341,12 @@ def comparison_blocks(cmp: compare.Comparison, fail_on, figure: Figure | None) -
     if regressed:
         blocks += [Heading(2, "Regressions"),
                    make_table(regressed, [{"regression": "bad"}] * len(regressed), left=3)]
+    shifts = shift_rows(cmp) if cmp.new.kind != "agreement" else []
+    if shifts:
+        blocks += [Heading(2, "Common shifts"),
+                   make_table(shifts, left=1, caption="The median ratio of each group of cells "
+                              "measured side by side: the machine's change of speed, or a "
+                              "change every cell of the group shares.")]
     blocks += [Heading(2, "Cells in both runs")]
     blocks += [main_table(cmp)] if len(cmp.table) else [Para("The runs share no cell.")]
     only = only_rows(cmp)

@@ -265,6 +265,105 @@ def test_the_threshold_and_drift_options_decide_what_is_slower(two_runs, tmp_pat
                  "--fail-on", "slower", "--drift", "5"]) == 0
 
 
+# --------------------------------------------------------------------------------------------
+# The common shift of cells measured side by side
+
+TORCH_GROUP = ("torch/native/sparse", "torch/manual/sparse", "torch/naive/sparse",
+               "torch/native/onehot")
+
+
+def _shifted_runs(tmp_path: Path, factors: dict[str, float], machine: float) -> tuple[Path, Path]:
+    """A base run of one interleaved torch case (four cells of 1 ms) and a new run in which the
+    machine runs every cell ``machine`` times as long, and cell ``impl`` also
+    ``factors[impl]`` times as long."""
+    base = [_timing(impl, 1e-3, seed=i) for i, impl in enumerate(TORCH_GROUP)]
+    new = [_timing(impl, 1e-3 * machine * factors.get(impl, 1.0), seed=10 + i)
+           for i, impl in enumerate(TORCH_GROUP)]
+    return (_write_run(tmp_path / "base", base, run_id="base"),
+            _write_run(tmp_path / "new", new, run_id="new"))
+
+
+def test_a_machine_that_got_faster_does_not_hide_one_slower_implementation(tmp_path):
+    """Every cell 0.8x (the machine), one of them 1.5x on top: raw it is 1.2x, inside the
+    band; over the group's shift it is 1.5x, slower."""
+    runs = _shifted_runs(tmp_path, {"torch/manual/sparse": 1.5}, machine=0.8)
+    rows = _by_impl(compare.compare_runs(*runs).table)
+    manual = rows["torch/manual/sparse"]
+    assert manual["ratio"] == pytest.approx(1.2, rel=0.05)
+    assert manual["shift"] == pytest.approx(0.8, rel=0.05) and manual["shift_used"] == 1.0
+    assert manual["shift_group"] == "torch 256x1000 float32 forward"
+    assert manual["rel_ratio"] == pytest.approx(1.5, rel=0.05)
+    assert manual["rel_lo"] <= manual["rel_ratio"] <= manual["rel_hi"]
+    assert manual["speed"] == "slower"
+    assert {rows[i]["speed"] for i in TORCH_GROUP if i != "torch/manual/sparse"} == {"same"}
+    # Judged on raw ratios, the slowdown (1.2x) is inside the band.
+    raw = _by_impl(compare.compare_runs(*runs, Options(shift="none")).table)
+    assert raw["torch/manual/sparse"]["rel_ratio"] == raw["torch/manual/sparse"]["ratio"]
+    assert raw["torch/manual/sparse"]["speed"] == "same"
+
+
+def test_a_machine_that_got_slower_is_not_a_regression(tmp_path):
+    runs = _shifted_runs(tmp_path, {}, machine=1.4)
+    table = compare.compare_runs(*runs).table
+    assert set(table["speed"]) == {"same"}
+    assert set(table["shift_used"]) == {1.0}
+    assert compare.shift_table(table)["shift"].iat[0] == pytest.approx(1.4, rel=0.05)
+    # Raw, every cell is 1.4x slower.
+    assert set(compare.compare_runs(*runs, Options(shift="none")).table["speed"]) == {"slower"}
+
+
+def test_a_change_to_half_the_group_is_not_taken_for_the_machine(tmp_path):
+    """Two of four cells 3x slower: the group did not move together, so no shift is taken out
+    (the median, 2x, would call the unchanged cells faster)."""
+    runs = _shifted_runs(tmp_path, {"torch/native/sparse": 3.0, "torch/manual/sparse": 3.0},
+                         machine=1.0)
+    rows = _by_impl(compare.compare_runs(*runs).table)
+    assert {r["shift_used"] for r in rows.values()} == {0.0}
+    assert rows["torch/native/sparse"]["speed"] == rows["torch/manual/sparse"]["speed"] == "slower"
+    assert rows["torch/naive/sparse"]["speed"] == rows["torch/native/onehot"]["speed"] == "same"
+
+
+def test_small_groups_fall_back_to_the_framework_and_pass_then_take_no_shift(tmp_path):
+    """Two cells of a case are too few for a shift: the framework's cells of that pass (four,
+    over two cases) give it; a framework with two cells in all gets none."""
+    base = [_timing(i, 1e-3, seed=k, c=c) for k, (i, c) in enumerate(
+        [("torch/native/sparse", 10), ("torch/manual/sparse", 10),
+         ("torch/native/sparse", 1000), ("torch/manual/sparse", 1000),
+         ("jax/optax/sparse", 1000), ("jax/manual/sparse", 1000)])]
+    new = [dataclasses.replace(r, metrics=dict(r.metrics), raw={
+        "times_s": [t * (1.5 if r.cell["framework"] == "jax" else 0.7)
+                    for t in r.raw["times_s"]]}) for r in base]
+    a = _write_run(tmp_path / "a", base, run_id="a")
+    b = _write_run(tmp_path / "b", new, run_id="b")
+    table = compare.compare_runs(a, b).table
+    groups = dict(zip(table["impl"] + " " + table["c"].astype(str), table["shift_group"]))
+    assert groups["torch/native/sparse 10"] == "torch forward"
+    assert groups["jax/optax/sparse 1000"] == ""
+    rows = table.set_index(["impl", "c"])
+    assert rows.loc[("torch/native/sparse", 10), "speed"] == "same"
+    assert rows.loc[("jax/optax/sparse", 1000), "speed"] == "slower"
+    assert rows.loc[("jax/optax/sparse", 1000), "rel_ratio"] == pytest.approx(1.5, rel=0.02)
+
+
+def test_the_report_lists_the_common_shifts_and_the_option_turns_them_off(tmp_path, capsys):
+    runs = _shifted_runs(tmp_path, {"torch/manual/sparse": 1.5}, machine=0.8)
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "Common shifts taken out: 1 of 1 groups" in printed
+    assert "over a common shift of 0.8" in printed
+    md = (out / "comparison.md").read_text()
+    assert "## Common shifts" in md and "| torch 256x1000 float32 forward | 4 |" in md
+    assert main(["compare", *map(str, runs), "--out", str(tmp_path / "raw"),
+                 "--shift", "none"]) == 0
+    assert "not taken out (--shift none)" in capsys.readouterr().out
+
+
+def test_an_unknown_shift_rule_is_refused():
+    with pytest.raises(ValueError, match="shift must be one of group, none, got 'cells'"):
+        Options(shift="cells")
+
+
 def _agreement(impl: str, loss: float, grad: float) -> Record:
     cell = _cell(impl, n=32, c=100, pass_="forward_backward", kind="agreement", scale=10.0)
     metrics = {"loss_err_eps": loss, "grad_err_eps": grad, "loss_nonfinite": 0,
