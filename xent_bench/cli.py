@@ -21,6 +21,7 @@ one line and exits with 2; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 
 from xent_bench.commands import (
@@ -40,8 +41,18 @@ from xent_bench.harness.files import FolderBusyError, UnsafePathError
 COMMANDS = (measure, report, behaviour, list_impls, compare, stability, gpu_check, distributed)
 
 
+def _version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or "unknown" when the package
+    runs from a source tree without being installed."""
+    try:
+        return importlib.metadata.version("xent-bench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="xent-bench", description="Cross-entropy benchmark suite.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS:
         module.add_parsers(sub)

@@ -127,10 +127,23 @@ def skipped_notes() -> list[str]:
     return notes
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> ValueError:
+# Longer lists of known names are not printed in an error (one line stays readable).
+MAX_KNOWN_LISTED = 12
+
+
+def unknown_name(kind: str, name: str, known: list[str], listing: str = "xent-bench list"
+                 ) -> ValueError:
+    """The ``ValueError`` for a name that is not one of ``known``: the close matches ("did you
+    mean"), then the known names, or where there are more than ``MAX_KNOWN_LISTED`` of them
+    their count and the command that lists them."""
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(known)}")
+    if len(known) > MAX_KNOWN_LISTED:
+        listed = f"{len(known)} known ({listing} shows them)"
+    else:
+        listed = f"known: {', '.join(known)}"
+    return ValueError(f"unknown {kind} {name!r}.{hint} {listed[0].upper()}{listed[1:]}")
+
 
 
 def get(impl_id: str) -> Impl:
@@ -141,7 +154,7 @@ def get(impl_id: str) -> Impl:
     """
     by_id = {impl.id: impl for impl in _catalog()}
     if impl_id not in by_id:
-        raise _unknown("implementation id", impl_id, list(by_id))
+        raise unknown_name("implementation id", impl_id, list(by_id))
     impl = by_id[impl_id]
     require_framework(impl.framework)
     missing = impl.missing_requirements()
@@ -169,7 +182,7 @@ def select(
         frameworks = list(frameworks)
         for fw in frameworks:
             if fw not in FRAMEWORK_MODULES:
-                raise _unknown("framework", fw, list(FRAMEWORK_MODULES))
+                raise unknown_name("framework", fw, list(FRAMEWORK_MODULES))
             require_framework(fw)
         impls = [i for i in impls if i.framework in frameworks]
     if forms:
@@ -183,7 +196,7 @@ def select(
         all_ids = [i.id for i in _catalog()]
         for pattern in patterns:
             if not fnmatch.filter(all_ids, pattern):
-                raise _unknown("implementation pattern", pattern, all_ids)
+                raise unknown_name("implementation pattern", pattern, all_ids)
         impls = [i for i in impls if any(fnmatch.fnmatchcase(i.id, p) for p in patterns)]
         for impl in impls:
             if any(impl.id == p for p in patterns):

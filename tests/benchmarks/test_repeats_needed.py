@@ -47,3 +47,24 @@ def test_one_repeat_is_not_enough(tmp_path, capsys):
     run = _run(tmp_path, {"torch/native/sparse": [1 * MS]})
     assert _main()([str(run)]) == 2
     assert "at least 2 are needed" in capsys.readouterr().err
+
+
+def test_the_share_of_agreeing_speedups_vs_native_per_k(tmp_path, capsys):
+    """torch/manual runs at the native op's speed in repeats 0 and 2 and 1.5x slower in 1 and
+    3 (four blocks each): with k = 1 the speedups of two repeats drawn agree for 4 of the 12
+    ordered pairs."""
+    case = Case(64, 100, "float32")
+    for impl_id, per_repeat in {"torch/native/sparse": [1.0, 1.0, 1.0, 1.0],
+                                "torch/manual/sparse": [1.0, 1.5, 1.0, 1.5]}.items():
+        base = make_cell("timing", xent_impls.get(impl_id), case, "forward", "cpu")
+        for repeat, factor in enumerate(per_repeat):
+            times = [factor * MS] * 8
+            append_record(tmp_path, Record(run_id="r", cell=repeated(base, repeat), status="ok",
+                                           raw={"times_s": times, "clean": [True] * 8,
+                                                "block": [0, 0, 1, 1, 2, 2, 3, 3]}))
+    assert _main()([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "speedups vs native within 5% (1)" in out
+    (k1,) = [line for line in out.splitlines() if line.startswith("| 1 ")]
+    share = float(k1.split("|")[3].strip("% "))
+    assert 23 <= share <= 43

@@ -19,6 +19,7 @@ from xent_bench.harness.presets import PRESETS, build_cells, get_preset
         (["run", "--form", "dense"], "unknown form 'dense'"),
         (["run", "--pass", "backward"], "unknown pass 'backward'"),
         (["run", "--preset", "huge"], "unknown preset 'huge'"),
+        (["run", "--preset", "smok"], "Did you mean: smoke?"),
         (["run", "--preset", "agreement"], "is a agreement preset"),
         (["run", "--allocator", "jemalloc"], "unknown allocator 'jemalloc'"),
         (["run", "--device", "tpu"], "unknown device 'tpu'"),
@@ -87,3 +88,13 @@ def test_filters_replace_the_preset_choice():
                                           "jax/manual/onehot", "jax/naive/onehot",
                                           "jax/chunked/onehot"}
     assert {(c["n"], c["c"], c["pass"]) for c in cells} == {(8, 3, "forward")}
+
+
+def test_version_prints_the_installed_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == \
+        f"xent-bench {importlib.metadata.version('xent-bench')}"

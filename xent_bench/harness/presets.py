@@ -9,6 +9,7 @@ import xent_impls
 from xent_bench.harness import behaviour
 from xent_bench.harness.cells import make_cell
 from xent_impls import Case
+from xent_impls.registry import unknown_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ PRESETS = {
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise unknown_name("preset", name, list(PRESETS))
     return PRESETS[name]
 
 
