@@ -19,7 +19,7 @@ from xent_bench.harness import agreement, floor
 from xent_bench.harness.cells import CELL_KEYS, cell_key
 from xent_bench.harness.records import Record, load_records
 from xent_bench.harness.runner import read_meta
-from xent_bench.harness.timing import Timing
+from xent_bench.harness.timing import Timing, is_neighboured
 from xent_impls.registry import all_impls
 from xent_impls.vocabulary import DTYPE_ORDER, FORMS, FRAMEWORKS, PASSES
 
@@ -31,7 +31,7 @@ METRICS = ("median_s", "q1_s", "q3_s", "iqr_rel", "noisy", "rounds", "first_call
            "logits_bytes", "model_bytes", "peak_extra_bytes", "retained_bytes", "floor_s",
            "floor_bound", "GBps", "pct_of_limit", "calls_per_s", "loss_err_eps", "grad_err_eps",
            "loss_nonfinite", "grad_nonfinite", "clean_rounds", "contaminated_rounds", "contended",
-           "stall_wait_s", "busy_threads", "cpu_per_wall", "attempts", "repeats",
+           "stall_wait_s", "neighbour_cpu", "busy_threads", "cpu_per_wall", "attempts", "repeats",
            "failed_repeats", "repeat_lo_s", "repeat_hi_s")
 
 
@@ -66,7 +66,8 @@ def load_run(run_dir: Path) -> Run:
 REPEAT_BLOCKS = 1000
 # Metrics of a pooled cell: the worst over its repeats (agreement), their sum, their median.
 WORST_OF_REPEATS = ("loss_err_eps", "grad_err_eps", "loss_nonfinite", "grad_nonfinite",
-                    "loss_abs_err", "grad_abs_err", "loss_rel_err", "grad_rel_err", "busy_threads")
+                    "loss_abs_err", "grad_abs_err", "loss_rel_err", "grad_rel_err", "busy_threads",
+                    "neighbour_cpu")
 SUM_OF_REPEATS = ("stall_wait_s", "attempts")
 MEDIAN_OF_REPEATS = ("peak_extra_bytes", "cpu_per_wall")
 
@@ -126,9 +127,12 @@ def pool_repeats(group: list[Record], min_rounds: int) -> Record:
         for key in ("median_s", "q1_s", "q3_s", "min_s", "iqr_rel", "noisy", "compile_s"):
             metrics[key] = summary[key]
         clean_rounds = sum(clean)
+        # Contended: too few clean rounds pooled, or a repeat measured beside other work.
+        neighboured = any(is_neighboured(r.metrics.get("neighbour_cpu")) for r in ok)
         metrics |= {"rounds": float(len(times)), "clean_rounds": float(clean_rounds),
                     "contaminated_rounds": float(len(times) - clean_rounds),
-                    "contended": float(clean_rounds < min(min_rounds, len(times)))}
+                    "contended": float(clean_rounds < min(min_rounds, len(times))
+                                       or neighboured)}
         raw |= {"times_s": times, "clean": clean}
         if len(blocks) == len(times):
             raw["block"] = blocks

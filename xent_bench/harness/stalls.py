@@ -28,6 +28,17 @@ threads' CPU time fell short of the round by more than ``STALL_FRACTION`` (someo
 CPU). ``python benchmarks/stall_filter.py`` shows the effect on one small op
 (its figures for this project's machine are in docs/method.md).
 
+A wait is not the only way another process changes a figure. On a VM whose two vCPUs share
+one physical core (or caches and memory bandwidth), a neighbour running on the *other* CPU
+slows every round without the measuring process ever waiting: on this project's 2-core VM a
+spinning process on the other core made cells 1.3-1.6x slower with no round contaminated. So
+:class:`NeighbourMeter` also measures how much other work the machine ran while cells were
+measured: the busy time of all its CPUs (``/proc/stat``: user, nice, system, irq, softirq and
+the hypervisor's steal) minus this process's own CPU time, per second of wall time, in CPUs.
+A cell measured while more than ``NEIGHBOUR_LIMIT`` CPUs of other work ran is ``contended``
+(``timing.Timing``), whatever its rounds say. ``/proc/stat`` counts in clock ticks (10 ms), so
+the meter spans a whole cell or interleaved case, never one round.
+
 Threads that start during a round count with their whole totals (they are new); threads that
 end during a round are not seen after it and count nothing. Where the source does not exist
 (not Linux, or schedstats off), :class:`StallProbe` says so (``available`` False) and every
@@ -40,8 +51,10 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import time
+from pathlib import Path
 
-from xent_bench.harness.threads import usable_cores
+from xent_bench.harness.threads import PROC_STAT, usable_cores
 
 SCHEDSTAT_GLOB = "/proc/self/task/*/schedstat"
 # A round is contaminated when a thread waited longer than STALL_MIN_S per turn on a CPU on
@@ -133,3 +146,51 @@ class StallProbe:
         if before is None or after is None:
             return None
         return round_stats(before, after, elapsed_s, self.cpus)
+
+
+# A cell measured while other work took more than this many CPUs (a quarter of one) is
+# contended. A quiet machine shows a few hundredths (the runner, the kernel, steal); a
+# neighbour that keeps one core busy shows about 1.
+NEIGHBOUR_LIMIT = 0.25
+# The busy fields of /proc/stat's cpu line: user, nice, system, (idle, iowait,) irq, softirq,
+# steal. Guest time is already counted in user.
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+
+
+def busy_seconds(stat: Path = PROC_STAT) -> float | None:
+    """Busy CPU time of the whole machine so far (all CPUs together, seconds), or None where
+    ``/proc/stat`` cannot be read."""
+    try:
+        first = stat.read_text().splitlines()[0].split()
+        ticks = sum(int(first[1 + i]) for i in BUSY_FIELDS if 1 + i < len(first))
+    except (OSError, IndexError, ValueError):
+        return None
+    if first[0] != "cpu":
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class NeighbourMeter:
+    """Other work on the machine while this process measures: ``(machine busy - own CPU) /
+    wall`` over the span between :meth:`start` and :meth:`stop`, in CPUs (0 or more), None
+    where the machine's busy time cannot be read.
+
+    ``busy`` returns the machine's busy seconds (tests pass a fake); ``own`` this process's CPU
+    seconds (``time.process_time``: every thread, the ended ones too)."""
+
+    def __init__(self, busy=busy_seconds, own=time.process_time, clock=time.perf_counter):
+        self.busy, self.own, self.clock = busy, own, clock
+        self._start: tuple[float | None, float, float] | None = None
+
+    def start(self) -> NeighbourMeter:
+        self._start = (self.busy(), self.own(), self.clock())
+        return self
+
+    def stop(self) -> float | None:
+        if self._start is None:
+            raise RuntimeError("NeighbourMeter.stop() before start()")
+        busy0, own0, t0 = self._start
+        busy1, own1, t1 = self.busy(), self.own(), self.clock()
+        if busy0 is None or busy1 is None or t1 <= t0:
+            return None
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))

@@ -16,7 +16,13 @@ import time
 
 import numpy as np
 
-from xent_bench.harness.stalls import RoundStats, StallProbe, is_contaminated
+from xent_bench.harness.stalls import (
+    NEIGHBOUR_LIMIT,
+    NeighbourMeter,
+    RoundStats,
+    StallProbe,
+    is_contaminated,
+)
 
 NOISY_IQR = 0.10  # a cell whose IQR / median exceeds this is flagged noisy
 
@@ -32,6 +38,9 @@ class Rounds:
     # threads were busy.
     span: RoundStats | None = None
     span_s: float = 0.0
+    # Other work on the machine while the rounds ran, in CPUs (stalls.NeighbourMeter); None
+    # where it was not measured.
+    neighbour_cpu: float | None = None
 
 
 @dataclasses.dataclass
@@ -39,7 +48,8 @@ class Timing:
     """A cell's first call and timed rounds. Its figures (median, quartiles) come from the
     *clean* rounds only: a round whose threads waited for a CPU (``stalls.is_contaminated``)
     measured the machine's other load, not the op. A cell with fewer than ``min_clean`` clean
-    rounds is *contended*: its figure is shown but is not a clean measurement."""
+    rounds, or measured while other work took more than ``stalls.NEIGHBOUR_LIMIT`` CPUs
+    (``neighbour_cpu``), is *contended*: its figure is shown but is not a clean measurement."""
 
     first_call_s: float
     times_s: list[float]
@@ -48,6 +58,7 @@ class Timing:
     min_clean: int = 5
     span: RoundStats | None = None
     span_s: float = 0.0
+    neighbour_cpu: float | None = None
 
     @property
     def clean(self) -> list[bool]:
@@ -61,7 +72,8 @@ class Timing:
 
     @property
     def contended(self) -> bool:
-        return len(self.clean_times_s) < min(self.min_clean, len(self.times_s))
+        return (len(self.clean_times_s) < min(self.min_clean, len(self.times_s))
+                or is_neighboured(self.neighbour_cpu))
 
     @property
     def median_s(self) -> float:
@@ -88,6 +100,8 @@ class Timing:
             # First call minus steady state: trace, compile and one-off set-up of this shape.
             "compile_s": max(self.first_call_s - med, 0.0),
         }
+        if self.neighbour_cpu is not None:
+            out["neighbour_cpu"] = self.neighbour_cpu
         if seen:
             # Run delay of all rounds: the time the process's threads waited for a CPU.
             out["stall_wait_s"] = float(sum(s.wait_s for s in seen))
@@ -97,6 +111,19 @@ class Timing:
             out["busy_threads"] = float(self.span.busy_threads)
             out["cpu_per_wall"] = self.span.cpu_s / self.span_s
         return out
+
+
+def is_neighboured(neighbour_cpu: float | None) -> bool:
+    """Whether other work on the machine (in CPUs) makes a cell contended."""
+    return neighbour_cpu is not None and neighbour_cpu > NEIGHBOUR_LIMIT
+
+
+def metered_rounds(run_rounds, call_once, rounds: int, probe: StallProbe | None) -> Rounds:
+    """``run_rounds(call_once, rounds, probe)`` with the other work on the machine measured
+    over all of its rounds (``Rounds.neighbour_cpu``)."""
+    meter = NeighbourMeter().start()
+    timed = run_rounds(call_once, rounds, probe)
+    return dataclasses.replace(timed, neighbour_cpu=meter.stop())
 
 
 def calibrate_rounds(probe_s: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
@@ -171,7 +198,7 @@ def time_step(step, inputs, sync, *, budget_s: float = 0.5, min_rounds: int = 5,
     probe = probe if probe is not None else StallProbe()
     prepared = prepare_step(step, inputs, sync, budget_s=budget_s, min_rounds=min_rounds,
                             max_rounds=max_rounds, warmup=warmup, on_first_call=on_first_call)
-    timed = run_rounds(prepared.call_once, prepared.rounds, probe)
+    timed = metered_rounds(run_rounds, prepared.call_once, prepared.rounds, probe)
     return Timing(first_call_s=prepared.first_call_s, times_s=list(timed.times_s),
                   stats=list(timed.stats), stall_source=probe.source, min_clean=min_rounds,
-                  span=timed.span, span_s=timed.span_s)
+                  span=timed.span, span_s=timed.span_s, neighbour_cpu=timed.neighbour_cpu)

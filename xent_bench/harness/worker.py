@@ -25,8 +25,14 @@ import xent_impls
 from xent_bench.harness import agreement, behaviour, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
 from xent_bench.harness.records import Record, append_record
-from xent_bench.harness.stalls import RoundStats, StallProbe
-from xent_bench.harness.timing import Rounds, Timing, perf_counter_rounds, prepare_step
+from xent_bench.harness.stalls import NeighbourMeter, RoundStats, StallProbe
+from xent_bench.harness.timing import (
+    Rounds,
+    Timing,
+    metered_rounds,
+    perf_counter_rounds,
+    prepare_step,
+)
 from xent_impls.api import to_framework_inputs
 from xent_impls.checks import check
 
@@ -157,7 +163,8 @@ class TimedCell:
     def timing(self, rounds: Rounds, source: str) -> Timing:
         return Timing(first_call_s=self.prepared.first_call_s, times_s=list(rounds.times_s),
                       stats=list(rounds.stats), stall_source=source,
-                      min_clean=self.task["min_rounds"], span=rounds.span, span_s=rounds.span_s)
+                      min_clean=self.task["min_rounds"], span=rounds.span, span_s=rounds.span_s,
+                      neighbour_cpu=rounds.neighbour_cpu)
 
     def finish(self, timing: Timing, blocks: list[int] | None = None
                ) -> tuple[dict, dict, dict]:
@@ -206,7 +213,7 @@ def measure_timing(impl, cell: dict, task: dict, run_rounds=perf_counter_rounds
     loop (see ``timing.time_step``): the pytest-benchmark suite passes pytest-benchmark's."""
     timed = TimedCell(impl, cell, task)
     probe = StallProbe()
-    rounds = run_rounds(timed.prepared.call_once, timed.prepared.rounds, probe)
+    rounds = metered_rounds(run_rounds, timed.prepared.call_once, timed.prepared.rounds, probe)
     return timed.finish(timed.timing(rounds, probe.source))
 
 
@@ -243,6 +250,8 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
     blocks: dict[int, list[int]] = {i: [] for i, _ in ready}
     failed: dict[int, BaseException] = {}
     blocks_n = block_count([timed.prepared.rounds for _, timed in ready])
+    # Other work on the machine over the whole case (ticks of 10 ms: one block is too short).
+    meter = NeighbourMeter().start()
     for block in range(blocks_n):
         for index, timed in ready:
             if index in failed:
@@ -259,6 +268,7 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
             if rounds.span is not None:
                 spans[index].append((rounds.span, rounds.span_s))
             blocks[index] += [block] * len(rounds.times_s)
+    neighbour_cpu = meter.stop()
     for index, timed in ready:
         protocol.send_start(index)
         if index in failed:
@@ -271,7 +281,7 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
             span = RoundStats(sum(s.wait_s for s, _ in own), sum(s.cpu_s for s, _ in own),
                               max((s.busy_threads for s, _ in own), default=0)) if own else None
             timing = timed.timing(Rounds(times[index], stats[index], span,
-                                         sum(w for _, w in own)), probe.source)
+                                         sum(w for _, w in own), neighbour_cpu), probe.source)
             metrics, labels, raw = timed.finish(timing, blocks[index])
             labels["interleaved"] = (f"{blocks_n} blocks with {len(ready) - 1} other "
                                      "implementations")

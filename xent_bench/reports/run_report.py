@@ -549,7 +549,8 @@ def _speedup_text(r: dict) -> str:
 
 
 def _rounds_text(r: dict) -> str:
-    """Clean rounds of all rounds, e.g. ``48/50``; ``contended`` when too few were clean."""
+    """Clean rounds of all rounds, e.g. ``48/50``; ``contended`` when too few were clean or
+    other work ran beside the cell."""
     total = int(r["rounds"])
     if is_missing(r["clean_rounds"]):
         return str(total)
@@ -558,8 +559,9 @@ def _rounds_text(r: dict) -> str:
 
 
 def ranked(group: pd.DataFrame) -> pd.DataFrame:
-    """Clean cells fastest first, then contended cells (too few rounds free of CPU waits: shown,
-    not ranked as if clean), then the ones that did not run (in implementation order)."""
+    """Clean cells fastest first, then contended cells (too few rounds free of CPU waits, or
+    other work beside them: shown, not ranked as if clean), then the ones that did not run
+    (in implementation order)."""
     ok = group[group["status"] == "ok"]
     contended = ok["contended"] == 1
     clean = ok[~contended].sort_values(["median_s", "impl"], kind="stable")
@@ -654,8 +656,9 @@ def headline_findings(cells: pd.DataFrame, threads: int | None = None) -> list[s
     ok = measured[measured["contended"] != 1]  # headlines rank clean cells only
     if not contended.empty:
         bullets.append(f"{n_cells(len(contended))} of {len(measured)} stayed contended (too few "
-                       "rounds free of waits for a CPU, after re-measuring): shown in the tables, "
-                       "left out of these headlines.")
+                       "rounds free of waits for a CPU, or other work on the machine beside "
+                       "them, after re-measuring): shown in the tables, left out of these "
+                       "headlines.")
     if ok.empty:
         return bullets
     by_size_pass: dict[tuple, list[str]] = {}
@@ -767,8 +770,10 @@ GLOSSARY = {
         ("IQR", "interquartile range / median of the clean rounds; \"noisy\" above 10%"),
         ("rounds", ("clean rounds / timed rounds (calibrated to the time budget); a round is "
                     "contaminated when a thread waited for a CPU longer than a scheduler slice "
-                    "and the waits took over 5% of it; \"contended\": too few clean rounds "
-                    "even after measuring again, shown but not ranked as clean")),
+                    "and the waits took over 5% of it; \"contended\": too few clean rounds, or "
+                    "more than a quarter of a CPU of other work on the machine while the cell "
+                    "ran (neighbour_cpu), even after measuring again; shown but not ranked as "
+                    "clean")),
         ("GB/s", "modelled bytes (floor model) / median time"),
         ("% of limit", ("floor / median time: 100% is the machine's measured limit; above 100% "
                        "means the measurement or the ceiling is wrong")),

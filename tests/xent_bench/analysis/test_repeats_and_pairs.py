@@ -54,6 +54,17 @@ def test_repeats_pool_their_clean_rounds_and_keep_their_spread():
     assert pooled.raw["times_s"][-1] == 2 * MS and len(pooled.raw["clean"]) == 10
 
 
+def test_a_repeat_measured_beside_other_work_makes_the_pooled_cell_contended():
+    quiet = _record("torch/native/sparse", [1 * MS] * 5, neighbour_cpu=0.02)
+    busy = _record("torch/native/sparse", [1.4 * MS] * 5, repeat=1, neighbour_cpu=1.0)
+    pooled = pool_repeats([quiet, busy], min_rounds=5).metrics
+    assert pooled["clean_rounds"] == 10 and pooled["contended"] == 1.0
+    assert pooled["neighbour_cpu"] == 1.0  # the busiest repeat's
+    calm = pool_repeats([quiet, _record("torch/native/sparse", [1 * MS] * 5, repeat=1,
+                                        neighbour_cpu=0.05)], min_rounds=5).metrics
+    assert calm["contended"] == 0.0
+
+
 def test_a_repeat_that_failed_leaves_the_others_standing():
     ok = _record("torch/native/sparse", [1 * MS] * 5)
     failed = Record(run_id="r", cell=repeated(ok.cell, 1), status="error", error="worker died")

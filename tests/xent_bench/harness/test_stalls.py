@@ -120,3 +120,72 @@ def test_the_real_source_reads_this_process():
     if readings is None:
         pytest.skip("no /proc/self/task/*/schedstat on this machine")
     assert all(min(fields) >= 0 and len(fields) == 3 for fields in readings.values())
+
+
+# --- other work on the machine ----------------------------------------------------------------
+
+
+def _meter(busy: list[float | None], own: list[float], clock: list[float]):
+    values = {"busy": iter(busy), "own": iter(own), "clock": iter(clock)}
+    return stalls.NeighbourMeter(busy=lambda: next(values["busy"]),
+                                 own=lambda: next(values["own"]),
+                                 clock=lambda: next(values["clock"]))
+
+
+def test_the_meter_counts_the_machines_busy_time_that_was_not_this_process():
+    # Over 2 s the machine's CPUs were busy 3.1 s, 1.0 s of it this process: 1.05 CPUs of others.
+    meter = _meter(busy=[100.0, 103.1], own=[5.0, 6.0], clock=[10.0, 12.0]).start()
+    assert meter.stop() == pytest.approx(1.05)
+    # Tick rounding can make the difference negative on a quiet machine: never below 0.
+    assert _meter([100.0, 100.9], [5.0, 6.0], [0.0, 1.0]).start().stop() == 0.0
+    # Without /proc/stat there is no figure.
+    assert _meter([None, None], [0.0, 1.0], [0.0, 1.0]).start().stop() is None
+    with pytest.raises(RuntimeError, match="before start"):
+        _meter([], [], []).stop()
+
+
+def test_busy_seconds_reads_the_busy_fields_of_the_cpu_line(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 20 30 9000 50 5 5 40 7 0\ncpu0 50 10 15 4500 25 2 2 20 3 0\n")
+    monkeypatch.setattr(stalls.os, "sysconf", lambda name: 100)
+    # 100 + 20 + 30 + 5 + 5 + 40 ticks (idle, iowait and guest, already in user, are not)
+    assert stalls.busy_seconds(stat) == pytest.approx(2.0)
+    stat.write_text("garbage\n")
+    assert stalls.busy_seconds(stat) is None
+    assert stalls.busy_seconds(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(("neighbour_cpu", "contended"),
+                         [(None, False), (0.03, False), (0.25, False), (0.9, True)])
+def test_a_cell_measured_beside_other_work_is_contended_though_every_round_is_clean(
+        neighbour_cpu, contended):
+    clean = RoundStats(0.0, 1 * MS, 1)
+    timing = Timing(first_call_s=0.0, times_s=[1 * MS] * 6, stats=[clean] * 6, min_clean=5,
+                    neighbour_cpu=neighbour_cpu)
+    assert timing.clean == [True] * 6
+    assert timing.contended is contended
+    summary = timing.summary()
+    assert summary["contended"] == float(contended)
+    assert summary.get("neighbour_cpu") == neighbour_cpu
+
+
+def test_metered_rounds_carry_the_other_work_over_all_rounds(monkeypatch):
+    from xent_bench.harness import timing as timing_mod
+
+    values = iter([10.0, 10.5])  # the machine: 0.5 s busy over the rounds
+    monkeypatch.setattr(timing_mod, "NeighbourMeter",
+                        lambda: stalls.NeighbourMeter(busy=lambda: next(values),
+                                                      own=lambda: 0.0,
+                                                      clock=iter([0.0, 1.0]).__next__))
+    rounds = timing_mod.metered_rounds(perf_counter_rounds, lambda: None, 3, None)
+    assert len(rounds.times_s) == 3 and rounds.neighbour_cpu == pytest.approx(0.5)
+
+
+def test_the_real_meter_reads_this_machine():
+    if stalls.busy_seconds() is None:
+        pytest.skip("no /proc/stat on this machine")
+    meter = stalls.NeighbourMeter().start()
+    sum(range(10**5))
+    value = meter.stop()
+    assert value is not None and value >= 0.0
