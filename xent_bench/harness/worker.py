@@ -252,11 +252,16 @@ def measure_interleaved(group: list[tuple[int, dict]], task: dict, env: dict
     blocks_n = block_count([timed.prepared.rounds for _, timed in ready])
     # Other work on the machine over the whole case (ticks of 10 ms: one block is too short).
     meter = NeighbourMeter().start()
+    # No protocol message inside the blocks: each one wakes the runner, and the runner runs on
+    # another CPU (on a VM, often the other hyperthread of the same core) while the rounds are
+    # timed. Sent every block, they cost the machine 0.15-0.3 CPUs of "other work" beside the
+    # measurement (stalls.NeighbourMeter). Every cell of the case was announced at its set-up
+    # (first call, warm-up, calibration, where a failing op fails); a crash in the blocks is
+    # put on the last cell announced.
     for block in range(blocks_n):
         for index, timed in ready:
             if index in failed:
                 continue
-            protocol.send_start(index)
             per_block = max(1, -(-timed.prepared.rounds // blocks_n))
             try:
                 rounds = perf_counter_rounds(timed.prepared.call_once, per_block, probe)

@@ -11,6 +11,7 @@ import xent_impls
 from xent_bench.harness import floor, protocol, runner, worker
 from xent_bench.harness.cells import make_cell, repeated
 from xent_bench.harness.threads import default_threads
+from xent_bench.harness.timing import perf_counter_rounds
 from xent_impls import Case
 
 CASE = Case(16, 10, "float32")
@@ -29,13 +30,24 @@ def test_cells_of_one_case_are_grouped_in_order_of_first_appearance():
 
 def test_interleaved_blocks_alternate_the_implementations(capsys, monkeypatch):
     monkeypatch.setattr(worker, "block_count", lambda rounds: 3)
+    calls = []  # the step timed by each block, in order
+
+    def recording_rounds(call_once, rounds, probe=None):
+        calls.append(call_once)
+        return perf_counter_rounds(call_once, rounds, probe)
+
+    monkeypatch.setattr(worker, "perf_counter_rounds", recording_rounds)
     cells = _cells("numpy/reference/sparse", "numpy/reference/onehot")
     task = {"run_id": "r", "budget_s": 0.001, "min_rounds": 3, "max_rounds": 6}
     done = worker.measure_interleaved(list(enumerate(cells)), task, env={})
     starts = [m.index for m in map(protocol.parse, capsys.readouterr().out.splitlines())
               if m is not None and m.kind == protocol.START]
-    # set-up of each, then blocks A B A B A B, then each one's memory rounds and record
-    assert starts == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    # Announced at set-up and again for the memory rounds and record, never inside the timed
+    # blocks (a message wakes the runner beside the measurement).
+    assert starts == [0, 1, 0, 1]
+    # The blocks alternate: A B A B A B.
+    a, b = calls[0], calls[1]
+    assert a is not b and calls == [a, b, a, b, a, b]
     assert [i for i, _ in done] == [0, 1]
     for _, record in done:
         assert record.status == "ok", record.error
