@@ -127,11 +127,12 @@ def compare_cell(base: dict, new: dict, options: Options = DEFAULT_OPTIONS) -> d
 # The common shift of cells measured side by side
 #
 # On a shared machine the speed of the whole machine changes between runs (neighbours on the
-# host, where a process's memory landed): on this project's 2-core VM every cell of one worker
-# moved together by up to 1.4x between quiet runs minutes apart, while the ratios between the
-# cells of one worker held within 8%. A run-to-run ratio mixes that shift with the change under
-# test. Cells measured side by side (one worker process, interleaved blocks) share the shift, so
-# the median ratio of such a group estimates it, and each cell is judged on its ratio over the
+# host, not seen inside the VM): on this project's 2-core VM every cell of a worker moved
+# together by 0.70x-1.07x, group by group, between two quiet runs a minute apart, and 18 of 20
+# cells agreed within 10% once that was taken out (docs/method.md, "Known limits"). A
+# run-to-run ratio mixes that shift with the change under test. Cells measured side by side
+# (one worker process, interleaved blocks) share the shift, so the median ratio of such a
+# group estimates it, and each cell is judged on its ratio over the
 # shift: a 1.5x slowdown of one implementation stands out of a machine that got 1.3x faster.
 #
 # The groups, narrowest first: one interleaved case (framework, size, dtype, pass), the

@@ -30,14 +30,13 @@ shares, is taken out before the band is applied. ``shift="none"`` judges the raw
 multiplied: the drift already is the change that reruns of unchanged code show, so a change
 beyond it is a change. The default ``DEFAULT_DRIFT = 0.3`` is calibrated from reruns of
 unchanged code on this project's 2-core VM, measured by ``xent-bench stability`` with the
-harness's stall filter, thread rule and pinning, interleaving and repeats: quiet reruns of one
-commit differed by at most 1.24x and 1.28x (20 cells each; runs 20261201-174558 / -174801 and
-20261201-175207 / -175406), because a fresh process on that VM runs the same op up to ~1.4x
-faster or slower than another (docs/method.md). So on this machine a change must exceed 1.3x to
-be called, and a 1.5x regression is. Before the stall filter, reruns moved a cell's median by
-up to 2.7x and the allowance had to be 2.0, which hid any regression below 3.3x. Calibrate it
-on another machine the same way: run ``xent-bench stability`` and set ``--drift`` a little above
-the worst quiet-rerun ratio minus 1.
+harness's stall filter, neighbour meter, thread rule and pinning, interleaving and repeats:
+once each group's common shift was taken out, quiet reruns of one commit differed by at most
+1.18x, 1.32x and 1.20x (20 cells each; runs 20261201-212402 / -212520, 20261201-213135 /
+-213301 and 20261201-214001 / -214124), and ``compare`` called none of them slower. So on this
+machine a change must exceed 1.3x to be called, and a 1.5x regression of one implementation
+is. Calibrate it on another machine the same way: run ``xent-bench stability`` and set
+``--drift`` a little above the worst ratio with the shift taken out, minus 1.
 
 Memory (``peak_extra_bytes``, one number per cell): ``more`` when the new peak exceeds the old
 by more than both ``memory_threshold`` (relative to the smaller peak) and ``memory_floor_bytes``;

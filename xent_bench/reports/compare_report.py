@@ -253,8 +253,8 @@ def rule_blocks(o: compare_stats.Options) -> list:
             "`--drift 0`.",
             "Common shift (--shift group, the default): between two runs the whole machine "
             "changes speed (on this project's shared 2-core VM every cell of a worker moved "
-            "together by up to 1.4x between quiet runs, while the cells' ratios to one another "
-            "held within 8%). Cells measured side by side share that shift: the median ratio of "
+            "together, by 0.70x-1.07x between two quiet runs a minute apart). Cells measured "
+            "side by side share that shift: the median ratio of "
             "the narrowest group with at least "
             f"{compare.MIN_SHIFT_CELLS} timed cells (one interleaved case; else the framework's "
             "cells of one pass; else all the framework's cells) estimates it, and where at "
