@@ -9,10 +9,12 @@ modelled bytes, the floor metrics and the agreement of the timed output with the
 
 from __future__ import annotations
 
+import os
 import time
 
 import xent_impls
 from xent_bench.harness import cells as cells_mod
+from xent_bench.harness import provenance
 from xent_bench.harness.timing import Rounds, perf_counter_rounds
 from xent_bench.harness.worker import measure_timing
 
@@ -56,6 +58,12 @@ def test_cross_entropy(benchmark, xent_cell, xent_session):
                                  "sync": be.SYNC_METHOD,
                                  "device_name": be.device_name(cell["device"]), **labels})
     benchmark.extra_info.update(metrics)
+    # What changes between sessions stays out of machine_info (conftest.py): the session's
+    # ceilings, the commit, the framework's versions as imported and the CPUs pinned to.
+    benchmark.extra_info.update({
+        "ceilings": ceilings["best"], "git_commit": provenance.git_commit(),
+        "versions": be.versions(),
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None})
     benchmark.extra_info["times_s"] = raw["times_s"]
     # Per round: False where the round waited for a CPU (its time is left out of the figures).
     benchmark.extra_info["clean"] = raw["clean"]

@@ -29,7 +29,8 @@ from xent_bench.harness.timing import Timing
 # extra_info keys that are labels (strings), not metrics.
 LABELS = ("cache_mode", "stall_source")
 NOT_METRICS = set(CELL_KEYS) | {"cell_key", "threads", "threads_applied", "sync", "times_s",
-                                "clean", "device_name", *LABELS}
+                                "clean", "device_name", "ceilings", "git_commit", "versions",
+                                "cpus", *LABELS}
 # extra_info keys every benchmark of benchmarks/test_cross_entropy.py carries.
 REQUIRED_INFO = ("impl", "n", "c", "dtype", "pass", "device")
 CEILING_KEYS = ("copy_GBps", "read_GBps", "exp_Gps")
@@ -114,14 +115,16 @@ def _record(bench: dict, run_id: str, xent: dict, ceilings: dict | None) -> Reco
         metrics |= cost | floor.floor_metrics(cost, cell["pass"], ceilings, metrics["median_s"])
     env = {
         "cpu_model": xent.get("cpu_model"),
-        "git_commit": xent.get("git_commit"),
+        # Files from before these moved into extra_info keep them in machine_info.xent.
+        "git_commit": info.get("git_commit", xent.get("git_commit")),
         "device": cell["device"],
-        "versions": _object(xent.get("versions"), "machine_info.xent.versions").get(
-            cell["framework"], {}),
+        "versions": (_object(info.get("versions"), "extra_info versions") if "versions" in info
+                     else _object(xent.get("versions"), "machine_info.xent.versions").get(
+                         cell["framework"], {})),
         "device_name": info.get("device_name"),
         "threads": info.get("threads", xent.get("threads")),
         "threads_applied": info.get("threads_applied"),
-        "cpus": _cpus(xent.get("cpus")),
+        "cpus": _cpus(info.get("cpus", xent.get("cpus"))),
         "sync": info.get("sync"),
         "allocator": xent.get("allocator", "default"),
         "source": "pytest-benchmark",
@@ -134,7 +137,7 @@ def _record(bench: dict, run_id: str, xent: dict, ceilings: dict | None) -> Reco
 def _records(data: dict, json_path: Path, run_id: str) -> list[Record]:
     """Every benchmark's record; ``ValueError`` naming the file, the benchmark and the problem."""
     xent = (data.get("machine_info") or {}).get("xent") or {}
-    ceilings = _ceilings(xent, json_path)
+    ceilings = _ceilings(session_ceilings(data), json_path)
     records = []
     for i, bench in enumerate(data["benchmarks"]):
         name = bench.get("name", f"#{i}") if isinstance(bench, dict) else f"#{i}"
@@ -147,19 +150,35 @@ def _records(data: dict, json_path: Path, run_id: str) -> list[Record]:
     return records
 
 
-def _ceilings(xent: dict, json_path: Path) -> dict | None:
-    """The session's best ceilings (``machine_info.xent.ceilings.best``), or None."""
+def session_ceilings(data: dict) -> tuple[object, str]:
+    """The session's best ceilings as found in the file, and where: the first benchmark's
+    ``extra_info["ceilings"]``, or ``machine_info.xent.ceilings.best`` (files written before
+    the ceilings moved out of ``machine_info``)."""
+    for bench in data.get("benchmarks") or []:
+        info = bench.get("extra_info") if isinstance(bench, dict) else None
+        if isinstance(info, dict) and "ceilings" in info:
+            return info["ceilings"], "extra_info ceilings"
+    xent = (data.get("machine_info") or {}).get("xent") or {}
+    if not isinstance(xent, dict):
+        return None, "machine_info.xent"
+    old = xent.get("ceilings")
+    if isinstance(old, dict):
+        return old.get("best"), "machine_info.xent.ceilings.best"
+    return old, "machine_info.xent.ceilings"
+
+
+def _ceilings(found: tuple[object, str], json_path: Path) -> dict | None:
+    """The session's best ceilings (:func:`session_ceilings`), checked, or None."""
+    value, where = found
     try:
-        best = _object(_object(xent.get("ceilings"), "machine_info.xent.ceilings").get("best"),
-                       "machine_info.xent.ceilings.best")
+        best = _object(value, where)
     except ValueError as exc:
         raise ValueError(f"{json_path}: {exc}") from None
     if not best:
         return None
     bad = [k for k in CEILING_KEYS if not _is_number(best.get(k)) or best[k] <= 0]
     if bad:
-        raise ValueError(f"{json_path}: machine_info.xent.ceilings.best needs positive "
-                         f"{', '.join(bad)}")
+        raise ValueError(f"{json_path}: {where} needs positive {', '.join(bad)}")
     return best
 
 
@@ -209,7 +228,7 @@ def import_json(json_path: Path, results: Path) -> Path:
     data = _read(json_path)
     machine = data.get("machine_info") or {}
     xent = machine.get("xent") or {}
-    ceilings = xent.get("ceilings")
+    best = _ceilings(session_ceilings(data), json_path)
     run_id = _run_id(data, json_path)
     run_dir = Path(results) / run_id
     if (run_dir / RECORDS).exists():
@@ -241,8 +260,8 @@ def import_json(json_path: Path, results: Path) -> Path:
         "cells": cells,
         "finished": data.get("datetime"),
     }
-    if ceilings:
-        meta["ceilings"] = ceilings
+    if best:
+        meta["ceilings"] = {"best": best}
     else:
         meta["notes"].append("no machine ceilings in the JSON: GB/s and % of limit are missing")
     runner.write_meta(run_dir, meta)
