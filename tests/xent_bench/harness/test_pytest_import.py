@@ -142,3 +142,29 @@ def test_the_cli_turns_a_malformed_file_into_exit_2(tmp_path, capsys):
     assert main(["report", str(path), "--results", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "extra_info n must be a non-negative integer" in err[0], err
+
+
+def test_a_file_with_its_session_data_in_extra_info_imports_the_same(tmp_path):
+    """Files written now keep the ceilings, commit, versions and CPUs in each benchmark's
+    extra_info (machine_info holds only what is stable per machine)."""
+    data = _data()
+    xent = data["machine_info"]["xent"]
+    del xent["ceilings"], xent["versions"]
+    data["benchmarks"][0]["extra_info"] |= {"ceilings": CEILINGS, "git_commit": "fed987",
+                                            "versions": {"torch": "9.8"}, "cpus": [1]}
+    run_dir = import_json(_write(tmp_path, data), tmp_path / "results")
+    (rec,) = load_records(run_dir)
+    assert rec.metrics["pct_of_limit"] > 0
+    assert rec.env["versions"] == {"torch": "9.8"} and rec.env["git_commit"] == "fed987"
+    assert "ceilings" not in rec.metrics and "cpus" not in rec.metrics
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["ceilings"] == {"best": CEILINGS}
+
+
+def test_bad_ceilings_in_extra_info_name_where_they_are(tmp_path):
+    data = _data()
+    del data["machine_info"]["xent"]["ceilings"]
+    data["benchmarks"][0]["extra_info"]["ceilings"] = {"copy_GBps": -1, "read_GBps": 1,
+                                                       "exp_Gps": 1}
+    with pytest.raises(ValueError, match="extra_info ceilings needs positive copy_GBps"):
+        import_json(_write(tmp_path, data), tmp_path / "results")
