@@ -98,3 +98,15 @@ def test_version_prints_the_installed_version(capsys):
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == \
         f"xent-bench {importlib.metadata.version('xent-bench')}"
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_results_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys, below):
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("keep me")
+    code = main(["run", "--preset", "smoke", "--impl", "torch/native/sparse", "--results",
+                 str(not_a_folder / below) if below else str(not_a_folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{not_a_folder} is not a folder" in err
+    assert not_a_folder.read_text() == "keep me"

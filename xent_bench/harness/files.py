@@ -85,11 +85,19 @@ def check_readable(path: Path, limit: int) -> Path:
 
 
 def check_output_dir(folder: Path) -> Path:
-    """``folder``, created if missing; ``UnsafePathError`` if it is a symbolic link."""
+    """``folder``, created if missing; ``UnsafePathError`` if it is a symbolic link, if it or
+    a folder above it is something other than a folder (a file given as ``--results``), or if
+    it cannot be created."""
     folder = Path(folder)
     if folder.is_symlink():
         raise UnsafePathError(f"{folder} is a symbolic link; refusing to write into it")
-    folder.mkdir(parents=True, exist_ok=True)
+    for above in (folder, *folder.parents):
+        if above.exists() and not above.is_dir():
+            raise UnsafePathError(f"{above} is not a folder; cannot write {folder}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot create {folder}: {exc.strerror or exc}") from None
     return folder
 
 

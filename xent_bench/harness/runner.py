@@ -254,8 +254,7 @@ def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threa
     meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
                     min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
                     notes=notes, threads_rule=threads_rule, repeats=repeats)
-    run_dir = Path(results) / meta["run_id"]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = files.check_output_dir(Path(results) / meta["run_id"])
     write_meta(run_dir, meta)
     times = f" x {repeats} repeats" if repeats > 1 else ""
     print(f"run folder: {run_dir} ({len(cells)} cells{times})", file=sys.stderr)
