@@ -80,5 +80,6 @@ def command(args) -> int:
             threads_rule=threads_rule)
     if not args.no_report:
         written = report_module("run_report").write_reports(run_dir)
-        print(f"report: {written['markdown']}", file=sys.stderr)
+        print("\n".join(written["summary"]))
+        print(f"report: {written['markdown']} (also report.html)", file=sys.stderr)
     return 0

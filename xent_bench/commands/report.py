@@ -29,5 +29,6 @@ def command(args) -> int:
             print(f"run folder: {run_folder}", file=sys.stderr)
         run = run_report.load_run(run_folder)
     written = run_report.write_run_reports(run)
-    print(f"report: {written['markdown']}", file=sys.stderr)
+    print("\n".join(written["summary"]))
+    print(f"report: {written['markdown']} (also report.html)", file=sys.stderr)
     return 0

@@ -887,5 +887,34 @@ def write_run_reports(run: Run) -> dict:
                          render_html(full, f"xent-bench behaviour: {run.meta.get('run_id')}"))
     return extra | {"markdown": md_path, "html": html_path, "parquet": tables["records_parquet"],
             "csv": tables["records_csv"], "raw_parquet": tables["raw_times_parquet"],
-            "raw_csv": tables["raw_times_csv"], "plots": [f.path for f in figures]}
+            "raw_csv": tables["raw_times_csv"], "plots": [f.path for f in figures],
+            "summary": closing_summary(run)}
+
+
+# How many "Fastest at ..." headlines the closing summary repeats.
+SUMMARY_HEADLINES = 3
+
+
+def closing_summary(run: Run) -> list[str]:
+    """What a finished run prints: its cells by outcome and, for a timing run, the contended
+    cells, the cells above 100% of the limit and the first fastest-per-case headlines."""
+    cells = run.cells
+    if cells.empty:
+        return [f"{run.meta.get('run_id')}: no cell recorded"]
+    counts = cells["status"].value_counts()
+    outcome = ", ".join(f"{int(counts[k])} {k}" for k in ("ok", "error", "oom") if k in counts)
+    lines = [f"{run.meta.get('run_id')}: {n_cells(len(cells))} ({outcome})"]
+    if run.kind != "timing":
+        return lines
+    ok = cells[cells["status"] == "ok"]
+    above = int((ok["pct_of_limit"] > 100).sum())
+    lines[0] += (f"; {int((ok['contended'] == 1).sum())} contended, {above} above 100% of the "
+                 "limit")
+    fastest = [b for b in headline_findings(cells, run.meta.get("threads"))
+               if b.startswith("Fastest at ")]
+    lines += [b.replace("`", "") for b in fastest[:SUMMARY_HEADLINES]]
+    if len(fastest) > SUMMARY_HEADLINES:
+        lines.append(f"... {len(fastest) - SUMMARY_HEADLINES} more cases in the report's "
+                     "Headlines")
+    return lines
 

@@ -271,3 +271,21 @@ def test_fmt_num_trimmed(value, digits, text):
                                                (float("nan"), "KiB", report.MISSING)])
 def test_fmt_bytes(value, unit, text):
     assert fmt.fmt_bytes(value, unit) == text
+
+
+def test_the_closing_summary_counts_outcomes_and_repeats_the_fastest(timing_report):
+    summary = timing_report["summary"]
+    assert summary[0].endswith("7 cells (6 ok, 1 error); 0 contended, 0 above 100% of the limit")
+    fastest = [line for line in summary if line.startswith("Fastest at ")]
+    assert "Fastest at 256x1000 forward: float32 torch/compiled/sparse 0.500 ms" in " ".join(
+        fastest)
+    assert len(fastest) == 3 and "`" not in " ".join(summary)  # three cases, plain text
+
+
+def test_the_closing_summary_of_runs_without_timings(tmp_path, agreement_report):
+    assert agreement_report["summary"][0].endswith("cells (18 ok)")
+    records = [_record(_cell("timing", "torch/native/sparse", 8, 10, "float32", "forward"), {},
+                       status="oom", error="OutOfMemoryError")]
+    written = report.write_reports(_write_run(tmp_path / "oom", "timing", records))
+    assert written["summary"] == ["run-1: 1 cell (1 oom); "
+                                  "0 contended, 0 above 100% of the limit"]
