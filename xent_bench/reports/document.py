@@ -67,6 +67,19 @@ def make_table(rows: list[dict], marks: list[dict] | None = None, **kw) -> Table
 
 
 
+# Characters that Markdown would read as markup (emphasis, links, HTML, headings, tables,
+# code): backslash-escaped in text that comes from a run folder, not from the report's code.
+MARKDOWN_SPECIALS = "\\`*_[]<>#|"
+
+
+def plain(text) -> str:
+    """Free text read from a run folder (a note, a message) as one line of literal Markdown:
+    line breaks and other control characters become spaces and markup characters are
+    escaped, so that the text cannot start a heading, a table or an HTML tag of its own."""
+    one_line = "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in str(text))
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in one_line)
+
+
 def _md_cell(text: str, mark: str) -> str:
     text = str(text).replace("|", "\\|").replace("\n", " ")
     return f"**{text}**" if mark == "bad" and text != MISSING else text
@@ -117,11 +130,18 @@ figure { margin: 1em 0; } img { max-width: 100%; }
 """
 
 
-def _inline(text: str) -> str:
-    """Escape, then turn the Markdown we write (`code`, **bold**) into HTML."""
-    text = html.escape(str(text))
+def _markup(text: str) -> str:
+    text = html.escape(text)
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn the Markdown we write (`code`, **bold**) into HTML; a backslash-escaped
+    character (:func:`plain`) is that character, never markup."""
+    pieces = re.split(r"\\([" + re.escape(MARKDOWN_SPECIALS) + r"])", str(text))
+    return "".join(_markup(piece) if i % 2 == 0 else html.escape(piece)
+                   for i, piece in enumerate(pieces))
 
 
 def _html_table(t: Table) -> str:

@@ -43,6 +43,7 @@ from xent_bench.analysis.run import (
 )
 from xent_bench.harness import agreement, files
 from xent_bench.harness.agreement import FAILING
+from xent_bench.harness.stalls import NEIGHBOUR_LIMIT
 from xent_bench.reports import behaviour_report, distributed_report, plots
 from xent_bench.reports.document import (
     Bullets,
@@ -51,6 +52,7 @@ from xent_bench.reports.document import (
     Para,
     Table,
     make_table,
+    plain,
     render_html,
     render_markdown,
 )
@@ -123,7 +125,8 @@ def header_blocks(run: Run) -> list:
     blocks += provenance_blocks(run)
     notes = meta.get("notes") or []
     blocks += [Heading(2, "Notes"),
-               Bullets(notes) if notes else Para("Every registered framework was installed.")]
+               Bullets([plain(n) for n in notes]) if notes
+               else Para("Every registered framework was installed.")]
     blocks += status_blocks(run.cells) + error_blocks(run.cells)
     return blocks
 
@@ -192,8 +195,12 @@ def contention_text(cells: pd.DataFrame) -> str:
     share = (f"; the threads' waits for a CPU, summed over threads (a framework's own threads "
              f"waiting for each other included), came to {100 * waited / timed_s:.1f}% of the "
              "timed time") if timed_s else ""
+    beside = timed["neighbour_cpu"].dropna()
+    others = (f"; {int((beside > NEIGHBOUR_LIMIT).sum())} cells measured beside other work "
+              f"on the machine (over {NEIGHBOUR_LIMIT:g} CPUs; the most {beside.max():.2f})"
+              if len(beside) else "")
     return (f"{int((timed['contended'] == 1).sum())} of {len(timed)} cells contended; "
-            f"{int(dirty)} of {int(rounds)} rounds contaminated{share}")
+            f"{int(dirty)} of {int(rounds)} rounds contaminated{share}{others}")
 
 
 def status_blocks(cells: pd.DataFrame) -> list:

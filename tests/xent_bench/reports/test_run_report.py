@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -289,3 +290,19 @@ def test_the_closing_summary_of_runs_without_timings(tmp_path, agreement_report)
     written = report.write_reports(_write_run(tmp_path / "oom", "timing", records))
     assert written["summary"] == ["run-1: 1 cell (1 oom); "
                                   "0 contended, 0 above 100% of the limit"]
+
+
+def test_free_text_from_a_run_folder_cannot_add_markup(tmp_path):
+    """A note in meta.json is untrusted: it stays one literal bullet in Markdown and in HTML."""
+    note = "evil\n## Injected heading <img src=x onerror=alert(1)> | **bold** `code`"
+    run = _write_run(tmp_path / "notes", "timing", [_timing("torch/native/sparse", "forward",
+                                                              1.0)], notes=[note])
+    written = report.write_reports(run)
+    md = Path(written["markdown"]).read_text()
+    assert "\n## Injected heading" not in md
+    assert not re.search(r"(?<!\\)<img", md), "an unescaped HTML tag"
+    (line,) = [ln for ln in md.splitlines() if "Injected heading" in ln]
+    assert line.startswith("- evil \\#\\# Injected heading \\<img")
+    page = Path(written["html"]).read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "**bold** `code`" in page and "\\#" not in page  # literal, without the escapes
