@@ -58,6 +58,7 @@ from xent_bench.reports.document import (
 )
 from xent_bench.reports.format import (
     MISSING,
+    PASS_SHORT,
     MiB,
     case_columns,
     case_label,
@@ -112,7 +113,8 @@ def write_tables(run: Run) -> dict[str, Path]:
 
 
 def header_blocks(run: Run) -> list:
-    """Title, provenance, notes, cell status and errors: every report starts with these."""
+    """Title and what the run holds: every report starts with these (provenance, notes, cell
+    status and errors follow the results: ``closing_blocks``)."""
     meta = run.meta
     planned = len(meta.get("cells") or [])
     summary = (f"Kind **{run.kind}**, preset `{meta.get('preset')}`, device "
@@ -121,14 +123,16 @@ def header_blocks(run: Run) -> list:
         command = "run" if run.kind == "timing" else run.kind
         summary += (f" {n_cells(planned - len(run.cells))} without a record (an interrupted run: "
                     f"finish it with `xent-bench {command} --resume RUN_FOLDER`).")
-    blocks = [Heading(1, f"xent-bench {run.kind} report: {meta.get('run_id')}"), Para(summary)]
-    blocks += provenance_blocks(run)
-    notes = meta.get("notes") or []
-    blocks += [Heading(2, "Notes"),
+    return [Heading(1, f"xent-bench {run.kind} report: {meta.get('run_id')}"), Para(summary)]
+
+
+def closing_blocks(run: Run) -> list:
+    """Cell status and errors, then provenance and notes: after the results."""
+    notes = run.meta.get("notes") or []
+    return (status_blocks(run.cells) + error_blocks(run.cells) + provenance_blocks(run)
+            + [Heading(2, "Notes"),
                Bullets([plain(n) for n in notes]) if notes
-               else Para("Every registered framework was installed.")]
-    blocks += status_blocks(run.cells) + error_blocks(run.cells)
-    return blocks
+               else Para("Every registered framework was installed.")])
 
 
 def provenance_blocks(run: Run) -> list:
@@ -717,10 +721,47 @@ def thread_findings(cells: pd.DataFrame, threads: int | None) -> list[str]:
 
 
 def timing_blocks(run: Run) -> list:
-    """Ceilings, ranked tables, sparse versus one-hot and headlines."""
+    """Headlines and which implementation to use first, then ceilings, ranked tables and
+    sparse versus one-hot."""
     headlines = headline_findings(run.cells, run.meta.get("threads"))
-    return (ceiling_blocks(run.meta) + result_blocks(run.cells) + form_blocks(run.cells)
-            + [Heading(2, "Headlines"), Bullets(headlines)])
+    return ([Heading(2, "Headlines"), Bullets(headlines)] + choice_blocks(run.cells)
+            + ceiling_blocks(run.meta) + result_blocks(run.cells) + form_blocks(run.cells))
+
+
+def choice_rows(cells: pd.DataFrame) -> list[dict]:
+    """One row per size, dtype and pass: the fastest implementation whose timed output is
+    within tolerance (verdict pass or as-native) and was measured clean (not contended), its
+    time, % of limit and peak extra memory, and each other framework's fastest."""
+    usable = cells[(cells["status"] == "ok") & (cells["contended"] != 1)
+                   & cells["state"].isin(("pass", "as-native")) & cells["median_s"].notna()]
+    rows = []
+    for (n, c, dtype, pass_), group in case_groups(usable):
+        group = group.sort_values(["median_s", "impl"], kind="stable")
+        best = group.iloc[0]
+        others = [g.iloc[0] for _, g in group.groupby("framework", sort=False)
+                  if g.iloc[0]["framework"] != best["framework"]]
+        rows.append({
+            "case": f"{fmt_size(n, c)} {dtype} {PASS_SHORT.get(pass_, pass_)}",
+            "use": best["impl"], "median ms": fmt_num(best["median_s"] * 1e3),
+            "% of limit": fmt_num(best["pct_of_limit"], 2),
+            "peak extra MiB": fmt_bytes(best["peak_extra_bytes"]),
+            "fastest of each other framework": "; ".join(
+                f"{o['impl']} {fmt_num(o['median_s'] * 1e3)} ms" for o in others) or MISSING})
+    return rows
+
+
+def choice_blocks(cells: pd.DataFrame) -> list:
+    """The "which to use" table (:func:`choice_rows`)."""
+    rows = choice_rows(cells)
+    if not rows:
+        return []
+    return [Heading(2, "Which to use"),
+            Para("Per size, dtype and pass: the fastest implementation whose timed output agreed "
+                 "with the float64 oracle within tolerance and whose rounds were clean, with "
+                 "each other framework's fastest for comparison. Times of different frameworks "
+                 "were measured in different processes (not paired); the ranked tables below "
+                 "have every implementation."),
+            make_table(rows, left=2)]
 
 
 def pct_of_limit_figure(ok: pd.DataFrame, path: Path) -> Figure | None:
@@ -863,7 +904,7 @@ def build_document(run: Run) -> tuple[list, list[Figure]]:
         blocks += [Heading(2, "Behaviour under bad input"),
                    Para("This run folder also holds a behaviour report: "
                         "[behaviour.md](behaviour.md) ([HTML](behaviour.html)).")]
-    return blocks + glossary_blocks(run.kind), figures
+    return blocks + closing_blocks(run) + glossary_blocks(run.kind), figures
 
 
 def write_reports(run_dir) -> dict:

@@ -306,3 +306,16 @@ def test_free_text_from_a_run_folder_cannot_add_markup(tmp_path):
     page = Path(written["html"]).read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "**bold** `code`" in page and "\\#" not in page  # literal, without the escapes
+
+
+def test_the_report_answers_first_and_ends_with_provenance(timing_report):
+    md = Path(timing_report["markdown"]).read_text()
+    order = [md.index(h) for h in ("## Headlines", "## Which to use", "## Results",
+                                   "## Cell status", "## Provenance", "## Column glossary")]
+    assert order == sorted(order)
+    rows = {r["case"]: r for r in _rows(_section(md, "## Which to use"))}
+    # torch/compiled is the fastest at 256 x 1000 forward; the failed jax cell is not offered.
+    assert rows["256x1000 float32 fwd"]["use"] == "torch/compiled/sparse"
+    assert rows["256x1000 float32 fwd"]["median ms"] == "0.500"
+    assert rows["256x1000 float32 fwd"]["fastest of each other framework"] == "–"
+    assert set(rows) == {"256x10 float32 fwd", "256x1000 float32 fwd", "256x1000 float32 fwd+bwd"}
