@@ -319,3 +319,17 @@ def test_the_report_answers_first_and_ends_with_provenance(timing_report):
     assert rows["256x1000 float32 fwd"]["median ms"] == "0.500"
     assert rows["256x1000 float32 fwd"]["fastest of each other framework"] == "–"
     assert set(rows) == {"256x10 float32 fwd", "256x1000 float32 fwd", "256x1000 float32 fwd+bwd"}
+
+
+def test_which_to_use_skips_contended_and_failing_cells(tmp_path):
+    fastest_but_contended = _timing("torch/compiled/sparse", "forward", 0.3)
+    fastest_but_contended.metrics["contended"] = 1.0
+    fastest_but_wrong = _timing("jax/manual/sparse", "forward", 0.4)
+    fastest_but_wrong.metrics["loss_err_eps"] = 1e6  # far beyond the float32 tolerance
+    records = [fastest_but_contended, fastest_but_wrong, _timing("torch/native/sparse",
+                                                                  "forward", 1.0),
+               _timing("jax/optax/sparse", "forward", 2.0)]
+    run = load_run(_write_run(tmp_path / "choice", "timing", records))
+    (row,) = report.choice_rows(run.cells)
+    assert row["use"] == "torch/native/sparse" and row["median ms"] == "1.00"
+    assert row["fastest of each other framework"] == "jax/optax/sparse 2.00 ms"
