@@ -105,6 +105,13 @@ def _record(bench: dict, run_id: str, xent: dict, ceilings: dict | None) -> Reco
     cell = _cell(info)
     times = _times(info, bench)
     metrics = {k: float(v) for k, v in info.items() if k not in NOT_METRICS and _is_number(v)}
+    # Times and round counts are durations and counts: a negative or non-finite one is a
+    # crafted or broken file, not a measurement (other metrics may be inf: an error of a
+    # non-finite loss).
+    bad = [k for k, v in metrics.items()
+           if (k.endswith("_s") or k.endswith("rounds")) and not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise ValueError(f"extra_info {', '.join(sorted(bad))} must be non-negative and finite")
     if times and "median_s" not in metrics:
         # A file without the benchmark's own summary: the runner's statistics of its rounds.
         metrics |= Timing(first_call_s=metrics.get("first_call_s", float("nan")),
@@ -138,13 +145,18 @@ def _records(data: dict, json_path: Path, run_id: str) -> list[Record]:
     """Every benchmark's record; ``ValueError`` naming the file, the benchmark and the problem."""
     xent = (data.get("machine_info") or {}).get("xent") or {}
     ceilings = _ceilings(session_ceilings(data), json_path)
-    records = []
+    records, seen = [], {}
     for i, bench in enumerate(data["benchmarks"]):
         name = bench.get("name", f"#{i}") if isinstance(bench, dict) else f"#{i}"
         try:
             if not isinstance(bench, dict):
                 raise ValueError(f"a benchmark is a JSON object, got {type(bench).__name__}")
-            records.append(_record(bench, run_id, xent, ceilings))
+            record = _record(bench, run_id, xent, ceilings)
+            # Two benchmarks of one cell would be pooled as if they were repeats of it.
+            if record.key in seen:
+                raise ValueError(f"measures the same cell as benchmark {seen[record.key]!r}")
+            seen[record.key] = name
+            records.append(record)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{json_path}: benchmark {name!r}: {exc}") from None
     return records

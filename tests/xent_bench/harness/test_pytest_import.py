@@ -122,6 +122,11 @@ def _broken(path: str, value):
     (_broken("machine_info.xent.ceilings.best.exp_Gps", ...), "ceilings.best needs positive "
                                                               "exp_Gps"),
     (_broken("commit_info", "abc"), "commit_info must be a JSON object"),
+    (_broken("benchmarks.0.extra_info.median_s", -1e-3), "extra_info median_s must be "
+                                                        "non-negative and finite"),
+    (_broken("benchmarks.0.extra_info.clean_rounds", -3), "extra_info clean_rounds must be"),
+    (_broken("benchmarks", _data()["benchmarks"] * 2), "benchmark 'test_cross_entropy"
+                                                      ".*measures the same cell as benchmark"),
 ])
 def test_a_malformed_file_is_a_value_error_naming_the_problem(tmp_path, data, expected):
     path = _write(tmp_path, data)
