@@ -40,7 +40,8 @@ def command(args) -> int:
     if args.resume is not None:
         with usage_errors():
             meta = runner.read_meta(args.resume)
-        run_dir = runner.run_cells(meta["cells"], args.resume, meta, progress=not args.no_progress)
+        run_dir = runner.run_cells(meta["cells"], args.resume, meta, progress=not args.no_progress,
+                                   cell_timeout_s=_cell_timeout(args))
     else:
         with usage_errors():
             preset = get_preset(args.preset)
@@ -77,9 +78,14 @@ def command(args) -> int:
             budget_s=budget, repeats=repeats,
             min_rounds=preset.min_rounds, max_rounds=preset.max_rounds, preset=preset.name,
             notes=xent_impls.skipped_notes(), progress=not args.no_progress,
-            threads_rule=threads_rule)
+            threads_rule=threads_rule, cell_timeout_s=_cell_timeout(args))
     if not args.no_report:
         written = report_module("run_report").write_reports(run_dir)
         print("\n".join(written["summary"]))
         print(f"report: {written['markdown']} (also report.html)", file=sys.stderr)
     return 0
+
+
+def _cell_timeout(args) -> float:
+    """``--cell-timeout``, or the runner's default."""
+    return runner.CELL_TIMEOUT_S if args.cell_timeout is None else args.cell_timeout

@@ -131,6 +131,9 @@ def add_grid_options(p: argparse.ArgumentParser, default_preset: str) -> None:
                    help="repeats of the whole grid, each through fresh worker processes "
                         "(default: the preset's)")
     add_run_folder_options(p)
+    p.add_argument("--cell-timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="a cell that runs longer is killed and recorded as an error, and the "
+                        "run goes on (default: 900)")
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:

@@ -63,15 +63,19 @@ def worker_env(threads: int, allocator: str) -> dict:
 
 WORKER_MODULE = "xent_bench.harness.worker"
 CELL_TIMEOUT_S = 900.0
+# A worker's start-up (imports, ceilings) has a deadline of its own, whatever --cell-timeout
+# says: a short cell timeout must not kill a worker that is still importing its framework.
+STARTUP_TIMEOUT_S = 900.0
 
 
-def worker_failure(outcome: Outcome, cell_timeout_s: float) -> Failure | None:
+def worker_failure(outcome: Outcome) -> Failure | None:
     """The failure of a framework worker's launch, or None when it finished."""
     if outcome.ok:
         return None
     code = outcome.codes[0]
     if outcome.timed_out:
-        why = f"timed out after {cell_timeout_s:g} s and was killed"
+        phase = "during start-up" if outcome.current is None else "in a cell"
+        why = f"timed out after {outcome.timeout_s:g} s {phase} and was killed"
     elif code == 0:
         why = ("exited with status 0 before it finished its cells (did the implementation call "
                "sys.exit or os._exit?)")
@@ -88,7 +92,8 @@ def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progre
     """One framework worker over ``task`` (its cells), pinned to ``cpus`` if given, to its
     end."""
     launch = Launch(WORKER_MODULE, task, [env], run_dir, name, cpus=cpus)
-    return watch(launch, task["cells"], progress, cell_timeout_s, cell_timeout_s)
+    return watch(launch, task["cells"], progress, cell_timeout_s,
+                 max(cell_timeout_s, STARTUP_TIMEOUT_S))
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:
@@ -204,7 +209,7 @@ def _run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool,
         if outcome.ceilings:
             record_ceilings(meta, repeat, outcome.ceilings)
         write_meta(run_dir, meta)
-        return worker_failure(outcome, cell_timeout_s)
+        return worker_failure(outcome)
 
     def error_record(cell: dict, failure: Failure) -> Record:
         return Record(run_id=meta["run_id"], cell=cell, status=failure.status,
@@ -249,7 +254,8 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
 def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threads: int,
               allocator: str, budget_s: float, min_rounds: int, max_rounds: int,
               preset: str | None, notes: list[str], progress: bool = True,
-              threads_rule: str | None = None, repeats: int = 1) -> Path:
+              threads_rule: str | None = None, repeats: int = 1,
+              cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
     """Create a run folder under ``results`` for ``cells``, measure them, return the folder."""
     meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
                     min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
@@ -260,4 +266,4 @@ def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threa
     print(f"run folder: {run_dir} ({len(cells)} cells{times})", file=sys.stderr)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    return run_cells(cells, run_dir, meta, progress=progress)
+    return run_cells(cells, run_dir, meta, progress=progress, cell_timeout_s=cell_timeout_s)

@@ -281,3 +281,16 @@ def test_a_result_of_the_wrong_shape_is_an_error_not_a_pass(tmp_path):
     assert len(records) == 2  # forward and forward+backward
     for r in records:
         assert r.status == "error" and "loss of shape (32,), expected (16,)" in r.error, r.error
+
+
+def test_cell_timeout_kills_a_cell_that_runs_too_long_and_the_run_goes_on(tmp_path):
+    """numpy/slow/sparse sleeps 0.2 s a call: its first call, warm-up, rounds and memory trials
+    take well over 1 s, so with --cell-timeout 1 the cell is killed and recorded as an error,
+    and the run ends normally (exit status 0)."""
+    done = _cli("run", "--preset", "smoke", "--impl", "numpy/slow/sparse", "--dtype", "float32",
+                "--size", "8x10", "--pass", "forward", "--budget", "0.01", "--cell-timeout", "1",
+                results=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (rec,) = load_records(_run_folder(tmp_path))
+    assert rec.status == "error"
+    assert rec.error.startswith("worker timed out after 1 s in a cell and was killed"), rec.error
