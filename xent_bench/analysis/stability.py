@@ -95,6 +95,7 @@ class LoadedCheck:
     within: int  # within the tolerance of the quiet figure
     contended: int  # off by more, and flagged contended
     silent: list[str]  # off by more and not flagged: wrong without a word
+    flagged: int = 0  # flagged contended, whether off or not
 
 
 def loaded_check(quiet: Run, loaded: Run, tolerance: float = LOADED_TOLERANCE) -> LoadedCheck:
@@ -112,7 +113,8 @@ def loaded_check(quiet: Run, loaded: Run, tolerance: float = LOADED_TOLERANCE) -
             contended += 1
         else:
             silent.append(f"{key[0]} {key[1]}x{key[2]} {key[3]} {key[4]}: {ratio:.2f}x")
-    return LoadedCheck(len(both), within, contended, silent)
+    flagged = int(sum(ld.at[key, "contended"] == 1 for key in both))
+    return LoadedCheck(len(both), within, contended, silent, flagged)
 
 
 def over_limit(run: Run) -> list[str]:

@@ -48,8 +48,9 @@ class Summary:
             ("quiet reruns: speedups vs native within 5%", share(self.ratio),
              self.ratio.total == 0 or self.ratio.share >= TARGETS["ratio"]),
             ("loaded run: silently wrong cells (off > 25%, not flagged contended)",
-             f"{len(self.loaded.silent)} of {self.loaded.total} ({self.loaded.contended} "
-             f"flagged contended, {self.loaded.within} within 25%)", not self.loaded.silent),
+             f"{len(self.loaded.silent)} of {self.loaded.total} ({self.loaded.within} within "
+             f"25%, {self.loaded.contended} off and flagged; {self.loaded.flagged} flagged "
+             "contended in all)", not self.loaded.silent),
             ("cells above 100% of the limit (quiet, loaded, quiet)",
              str(sum(len(v) for v in self.over_limit.values())),
              not any(self.over_limit.values())),

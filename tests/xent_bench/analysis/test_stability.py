@@ -93,7 +93,7 @@ def test_the_loaded_run_separates_flagged_from_silently_wrong_cells(tmp_path):
         *[_record(i, ms * 1.1, seed=k) for k, (i, ms) in enumerate(BASE_MS.items())
           if i not in ("torch/native/sparse", "torch/manual/sparse")]])
     check = stability.loaded_check(load_run(quiet), load_run(loaded))
-    assert (check.total, check.within, check.contended) == (6, 4, 1)
+    assert (check.total, check.within, check.contended, check.flagged) == (6, 4, 1, 1)
     assert len(check.silent) == 1 and check.silent[0].startswith("torch/manual/sparse 256x1000")
     assert float(check.silent[0].rsplit(": ", 1)[1].rstrip("x")) == pytest.approx(2.0, rel=0.03)
 
