@@ -14,6 +14,7 @@ goes into them:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from xent_bench.harness import files
 from xent_bench.reports.format import ordered
@@ -61,6 +62,12 @@ def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path,
     fig = Figure(figsize=(4.2 * len(forms) + 2.6, 3.2 * len(passes)))
     axes = np.atleast_2d(fig.subplots(len(passes), len(forms), squeeze=False, sharex=True))
     symlog = bool((df[y] <= 0).any())
+    # With zeros (no extra memory) a log axis cannot hold them: a symmetric-log axis, linear
+    # below the decade of the smallest positive value and logarithmic above, so that zero and
+    # every decade of the data get a labelled tick (a fixed linear range of 1 left a small
+    # positive value and zero on the same tick).
+    positive = df.loc[df[y] > 0, y]
+    linthresh = 10.0 ** math.floor(math.log10(positive.min())) if len(positive) else 1.0
     for i, pass_ in enumerate(passes):
         for j, form in enumerate(forms):
             ax = axes[i, j]
@@ -71,8 +78,9 @@ def lines_by_classes(df: pd.DataFrame, *, y: str, ylabel: str, path: Path,
                         color=colour[name], linestyle=LINESTYLES.get(dtype, "-"))
             ax.set_xscale("log")
             if symlog:
-                ax.set_yscale("symlog", linthresh=1.0)
+                ax.set_yscale("symlog", linthresh=linthresh)
                 ax.set_ylim(bottom=0)
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             else:
                 ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.3)
