@@ -106,7 +106,8 @@ def heatmap(values: pd.DataFrame, labels: pd.DataFrame, *, path: Path, title: st
     """A matrix of coloured cells, each annotated with its text from ``labels``.
 
     ``values`` (float) and ``labels`` (str) share index (rows) and columns. NaN is drawn grey;
-    values above ``vmax`` (e.g. infinite errors) take the colour map's "over" colour (black).
+    infinite values take the colour map's "over" colour (black); finite values above ``vmax``
+    take its last colour.
     With ``log`` the colours follow a logarithmic scale (values are clipped to ``vmin``).
     """
     if values.empty:
@@ -124,11 +125,13 @@ def heatmap(values: pd.DataFrame, labels: pd.DataFrame, *, path: Path, title: st
     nrows, ncols = data.shape
     fig = Figure(figsize=(2.8 + 0.85 * ncols, 1.2 + 0.28 * nrows))
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(np.where(np.isinf(data), vmax * 10, data)),
-                      cmap=colours, norm=norm, aspect="auto")
+    # Infinite values take the "over" colour (black); finite values above vmax are clipped to
+    # vmax (the colour map's last colour), so a huge but finite error never looks like inf/NaN.
+    shown = np.where(np.isinf(data), vmax * 10, np.minimum(data, vmax))
+    image = ax.imshow(np.ma.masked_invalid(shown), cmap=colours, norm=norm, aspect="auto")
     for r in range(nrows):
         for c in range(ncols):
-            value = data[r, c]
+            value = shown[r, c]
             dark = value > vmax or (np.isfinite(value) and _is_dark(colours(norm(value))))
             ax.text(c, r, labels.iat[r, c], ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")

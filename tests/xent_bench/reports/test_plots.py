@@ -18,3 +18,20 @@ def test_memory_with_zeros_gets_a_symlog_axis_down_to_the_smallest_value(tmp_pat
     assert ax.yaxis.get_transform().linthresh == 0.001  # the decade of 0.004 MiB
     labels = [ax.yaxis.get_major_formatter()(v, 0) for v in (0.0, 0.001, 10.0)]
     assert labels == ["0", "0.001", "10"]
+
+
+def test_a_huge_finite_error_is_not_painted_as_inf(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or path)
+    values = pd.DataFrame([[1.0, 8.4e6, float("inf"), float("nan")]], index=["impl"],
+                          columns=["a", "b", "c", "d"])
+    labels = values.map(str)
+    plots.heatmap(values, labels, path=tmp_path / "h.png", title="t", colorbar="eps",
+                  cmap="RdYlGn_r", vmin=0.1, vmax=1e4, log=True)
+    image = saved[0].axes[0].images[0]
+    shown = image.get_array()
+    assert shown[0, 1] == 1e4  # clipped to the top of the scale: the map's last colour
+    assert shown[0, 2] > 1e4  # infinite: the "over" colour
+    assert shown.mask[0, 3]  # NaN: missing
+    cmap, norm = image.get_cmap(), image.norm
+    assert cmap(norm(shown[0, 1])) != cmap(norm(shown[0, 2]))
