@@ -192,6 +192,10 @@ def intervals(df: pd.DataFrame, *, path: Path, title: str, xlabel: str, band: tu
     return _save(fig, path)
 
 
+# A trend panel whose values span more than this factor gets a log axis.
+TREND_LOG_RANGE = 10.0
+
+
 def trend(df: pd.DataFrame, *, runs: list[str], panels: list[tuple[str, str]], path: Path,
           title: str) -> Path | None:
     """Values across the ordered ``runs`` (x axis), one line per ``series``, one panel per
@@ -227,7 +231,12 @@ def trend(df: pd.DataFrame, *, runs: list[str], panels: list[tuple[str, str]], p
                         capsize=2.5, color=cmap(i % cmap.N), label=name)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.set_ylim(bottom=0)
+        drawn = df[y].dropna()
+        if (drawn > 0).all() and drawn.max() > TREND_LOG_RANGE * drawn.min():
+            # One outlier (a run 100x slower) would flatten every other line on a linear axis.
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
     axes[-1].set_xticks(range(len(runs)), runs, fontsize=8)
     axes[-1].set_xlabel("run (in the order given)")
     axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)

@@ -35,3 +35,19 @@ def test_a_huge_finite_error_is_not_painted_as_inf(tmp_path, monkeypatch):
     assert shown.mask[0, 3]  # NaN: missing
     cmap, norm = image.get_cmap(), image.norm
     assert cmap(norm(shown[0, 1])) != cmap(norm(shown[0, 2]))
+
+
+def test_a_trend_with_an_outlier_gets_a_log_axis(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or path)
+    runs = ["A", "B", "C"]
+
+    def axis(values):
+        df = pd.DataFrame({"series": "torch/native/sparse", "run": runs, "median_ms": values})
+        plots.trend(df, runs=runs, panels=[("median_ms", "ms")], path=tmp_path / "t.png",
+                    title="t")
+        return saved[-1].axes[0]
+
+    assert axis([1.0, 1.1, 50.0]).get_yscale() == "log"
+    steady = axis([1.0, 1.1, 1.2])
+    assert steady.get_yscale() == "linear" and steady.get_ylim()[0] == 0
