@@ -79,10 +79,22 @@ def agreement_metrics(logits: np.ndarray, loss, grad, ref_loss, ref_grad, dtype:
     n = logits.shape[0]
     x = np.abs(logits.astype(np.float64))
     row_scale = np.maximum(1.0, x.max(axis=1) if x.size else np.ones(n))
-    metrics = _errors("loss", np.asarray(loss), ref_loss, row_scale, e)
+    loss = _real(_shaped(np.asarray(loss), tuple(np.shape(ref_loss)), "loss"), "loss")
+    metrics = _errors("loss", loss, ref_loss, row_scale, e)
     if grad is not None:
-        metrics |= _errors("grad", np.asarray(grad) * n, ref_grad * n, np.ones(1), e)
+        grad = _real(_shaped(np.asarray(grad), tuple(np.shape(ref_grad)), "gradient"),
+                     "gradient")
+        metrics |= _errors("grad", grad * n, ref_grad * n, np.ones(1), e)
     return metrics
+
+
+def _real(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` unless it is complex (its error would compare magnitudes and hide a wrong
+    phase, and its loss is no loss): ``ValueError`` naming the dtype."""
+    if np.iscomplexobj(array):
+        raise ValueError(f"the implementation returned a complex {what} ({array.dtype}); a "
+                         "cross-entropy is real")
+    return array
 
 
 # Rows of a timed cell whose output is checked against the float64 oracle (per-example losses
