@@ -159,13 +159,18 @@ def _group_label(level: tuple[str, ...], values: tuple) -> str:
     return " ".join(parts)
 
 
+def _no_shifts(index: pd.Index) -> pd.DataFrame:
+    """The shift columns of rows with no shift taken out."""
+    return pd.DataFrame({"shift": 1.0, "shift_group": "", "shift_cells": 0.0,
+                         "shift_used": 0.0}, index=index)
+
+
 def common_shifts(table: pd.DataFrame, band: float) -> pd.DataFrame:
     """For each row of a comparison table: ``shift_group`` (the group its shift comes from,
     "" for none), ``shift_cells`` (the group's cells), ``shift`` (the group's median ratio, 1.0
     for none) and ``shift_used`` (1.0 when the group moved together and the shift is taken out,
     0.0 when not). See the comment above for the groups and the rule."""
-    out = pd.DataFrame({"shift": 1.0, "shift_group": "", "shift_cells": 0.0,
-                        "shift_used": 0.0}, index=table.index)
+    out = _no_shifts(table.index)
     timed = table["ratio"].notna() & (table["ratio"] > 0)
     if not timed.any():
         return out
@@ -193,11 +198,8 @@ def judge_speed(table: pd.DataFrame, options: Options = DEFAULT_OPTIONS) -> pd.D
     (``rel_ratio``, ``rel_lo``, ``rel_hi``: over the shift where it is taken out, else the raw
     ratio) and the speed verdict of each cell (``compare_stats.speed_verdict``)."""
     table = table.copy()
-    if options.shift == "group":
-        shifts = common_shifts(table, options.slower_above)
-    else:
-        shifts = pd.DataFrame({"shift": 1.0, "shift_group": "", "shift_cells": 0.0,
-                               "shift_used": 0.0}, index=table.index)
+    shifts = (common_shifts(table, options.slower_above) if options.shift == "group"
+              else _no_shifts(table.index))
     for column in shifts.columns:
         table[column] = shifts[column]
     divisor = table["shift"].where(table["shift_used"] == 1.0, 1.0)

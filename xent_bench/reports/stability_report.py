@@ -72,7 +72,7 @@ class Summary:
 def _shift_range(shifts: tuple[float, float]) -> str:
     lo, hi = shifts
     if lo != lo:  # NaN: no group
-        return "no group of 3 or more cells"
+        return f"no group of {compare.MIN_SHIFT_CELLS} or more cells"
     return fmt_ratio(lo) if lo == hi else f"{fmt_ratio(lo)} to {fmt_ratio(hi)}"
 
 
