@@ -124,7 +124,7 @@ def test_pytest_benchmarks_own_workflow_save_compare_and_histogram(tmp_path):
     """--benchmark-autosave, then --benchmark-compare with --benchmark-compare-fail and
     --benchmark-histogram in a second session: no "machine_info is different" warning (which
     the warnings-as-errors setting would turn into a failure), a comparison table, a
-    histogram."""
+    histogram. No speed is asserted."""
     first = _pytest_benchmark(tmp_path, "--benchmark-autosave")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     saved = list((tmp_path / "storage").rglob("*.json"))
@@ -132,7 +132,10 @@ def test_pytest_benchmarks_own_workflow_save_compare_and_histogram(tmp_path):
     second = _pytest_benchmark(tmp_path, "--benchmark-compare", "--benchmark-compare-fail",
                                "median:1000%", f"--benchmark-histogram={tmp_path / 'hist'}")
     output = second.stdout + second.stderr
-    assert second.returncode == 0, output[-3000:]
-    assert "machine_info is different" not in output
+    # Whether the limit is crossed depends on the machine's speed in each session, which a test
+    # must not judge: either outcome of --benchmark-compare-fail is fine, an internal error (the
+    # "machine_info is different" warning turned into an error) is not.
+    assert second.returncode == 0 or "Performance has regressed" in output, output[-3000:]
+    assert "INTERNALERROR" not in output and "machine_info is different" not in output
     assert "Comparing against benchmarks from" in output and "(NOW)" in output
     assert list(tmp_path.glob("hist*.svg")), "no histogram written"
