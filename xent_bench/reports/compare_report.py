@@ -287,7 +287,7 @@ def ratio_figure(cmp: compare.Comparison, out_dir: Path) -> Figure | None:
     path = plots.intervals(df, path=out_dir / "plots" / "ratios.png",
                            title="New / base median time per cell (over its group's common "
                                  "shift), with its interval",
-                           xlabel="judged ratio of medians (new / base), log scale",
+                           xlabel="judged ratio of medians (new / base)",
                            band=(1 - o.threshold, 1 + o.threshold),
                            cuts=(o.faster_below, o.slower_above), colours=VERDICT_COLOURS)
     if path is None:

@@ -8,8 +8,8 @@ folder:
 - ``raw_times.parquet`` and ``raw_times.csv``: the raw timed rounds, one row per round (the cell
   keys, ``status``, ``round`` counted from 0 and ``time_s``); agreement runs have no rounds, so
   the table is empty there;
-- ``plots/*.png``: agreement: a heatmap of the worst error; timing: GB/s against C, % of limit
-  and peak extra memory;
+- ``plots/*.png``: agreement: a heatmap of the worst error; timing: time against C (each
+  framework's fastest, with its IQR band), GB/s against C, % of limit and peak extra memory;
 - ``report.md`` and ``report.html``: the same document twice; the HTML file stands alone (inline
   CSS, plots embedded as base64 PNG, failures highlighted in red).
 
@@ -728,12 +728,27 @@ def timing_blocks(run: Run) -> list:
             + ceiling_blocks(run.meta) + result_blocks(run.cells) + form_blocks(run.cells))
 
 
+def usable_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The timed cells a reader may pick from: they ran, were measured clean (not contended)
+    and their timed output is within tolerance (verdict pass or as-native)."""
+    return cells[(cells["status"] == "ok") & (cells["contended"] != 1)
+                 & cells["state"].isin(("pass", "as-native")) & cells["median_s"].notna()]
+
+
+def fastest_per_framework(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per size, dtype, pass and framework, the usable cell (:func:`usable_cells`) with the
+    smallest median (ties: the first implementation id), in report order: the rule of the
+    "which to use" table, applied to every framework."""
+    usable = usable_cells(cells).sort_values(["median_s", "impl"], kind="stable")
+    best = usable.drop_duplicates(["n", "c", "dtype", "pass", "framework"])
+    return best.sort_values(["c", "n", "dtype", "pass", "framework"], key=rank_key,
+                            kind="stable").reset_index(drop=True)
+
+
 def choice_rows(cells: pd.DataFrame) -> list[dict]:
-    """One row per size, dtype and pass: the fastest implementation whose timed output is
-    within tolerance (verdict pass or as-native) and was measured clean (not contended), its
-    time, % of limit and peak extra memory, and each other framework's fastest."""
-    usable = cells[(cells["status"] == "ok") & (cells["contended"] != 1)
-                   & cells["state"].isin(("pass", "as-native")) & cells["median_s"].notna()]
+    """One row per size, dtype and pass: the fastest of the :func:`usable_cells`, its time,
+    % of limit and peak extra memory, and each other framework's fastest."""
+    usable = usable_cells(cells)
     rows = []
     for (n, c, dtype, pass_), group in case_groups(usable):
         group = group.sort_values(["median_s", "impl"], kind="stable")
@@ -781,22 +796,50 @@ def pct_of_limit_figure(ok: pd.DataFrame, path: Path) -> Figure | None:
     return Figure(drawn, "% of limit per implementation and case") if drawn else None
 
 
+TIME_CAPTION = ("Median time (ms, log scale) against C of each framework's fastest "
+                "implementation per case, chosen by the rule of \"Which to use\" (clean rounds, "
+                "output within tolerance; the marker names the implementation); band: the "
+                "interquartile range, q1 to q3 of the clean rounds")
+
+
+def time_figure(cells: pd.DataFrame, path: Path) -> Figure | None:
+    """Time against C, one line per framework: its fastest usable implementation per case
+    (:func:`fastest_per_framework`) with the IQR as a band."""
+    best = fastest_per_framework(cells)
+    if best.empty:
+        return None
+    points = best.assign(median_ms=best["median_s"] * 1e3, q1_ms=best["q1_s"] * 1e3,
+                         q3_ms=best["q3_s"] * 1e3)
+    drawn = plots.time_against_classes(
+        points, path=path, title="Time against the number of classes: each framework's fastest")
+    return Figure(drawn, TIME_CAPTION) if drawn else None
+
+
 def timing_figures(run: Run) -> list[Figure]:
-    """GB/s and peak extra memory against C, and a % of limit heatmap."""
+    """Time against C (each framework's fastest), GB/s against C (every implementation, a
+    column of panels per framework), a % of limit heatmap and peak extra memory against C."""
     ok = run.cells[run.cells["status"] == "ok"]
     if ok.empty:
         return []
     out = run.run_dir / "plots"
     lines = ok.assign(series=ok["framework"] + "/" + ok["variant"],
                       peak_MiB=ok["peak_extra_bytes"] / MiB)
-    gbps = plots.lines_by_classes(lines, y="GBps", ylabel="GB/s (modelled bytes / median)",
-                                  path=out / "gbps_vs_classes.png",
-                                  title="Bandwidth against the number of classes")
+    # GB/s keeps every implementation (the time plot shows only each framework's fastest), so
+    # that a reader can see how the variants of one framework compare; one panel held 40 lines.
+    # A column per framework and a row per pass and dtype leave a dozen lines a panel, told
+    # apart by colour (variant) and line style (form); a shared y axis along each row keeps
+    # the frameworks comparable.
+    gbps = plots.lines_by_framework(lines, y="GBps", ylabel="GB/s (modelled bytes / median)",
+                                    path=out / "gbps_vs_classes.png",
+                                    title="Bandwidth against the number of classes, every "
+                                          "implementation")
     peak = plots.lines_by_classes(lines, y="peak_MiB", ylabel="peak extra memory, MiB",
                                   path=out / "peak_memory.png",
                                   title="Peak extra memory against the number of classes")
     figures = [
-        Figure(gbps, "GB/s against C per implementation (line style: dtype)") if gbps else None,
+        time_figure(run.cells, out / "time_ms.png"),
+        Figure(gbps, "GB/s against C of every implementation, a column of panels per framework "
+                     "(colour: variant, line style: form)") if gbps else None,
         pct_of_limit_figure(ok, out / "pct_of_limit.png"),
         Figure(peak, "Peak extra memory (MiB) against C") if peak else None,
     ]

@@ -142,8 +142,20 @@ def test_timing_report_writes_every_file(timing_report):
     for key in ("markdown", "html", "parquet", "csv", "raw_parquet", "raw_csv"):
         assert Path(timing_report[key]).is_file(), key
     plots = timing_report["plots"]
-    assert len(plots) == 3 and all(p.suffix == ".png" and p.stat().st_size for p in plots)
+    assert [p.name for p in plots] == ["time_ms.png", "gbps_vs_classes.png", "pct_of_limit.png",
+                                       "peak_memory.png"]
+    assert all(p.stat().st_size for p in plots)
     assert {p.parent for p in plots} == {run_dir / "plots"}
+
+
+def test_report_embeds_the_time_plot_with_its_band_explained(timing_report):
+    md = Path(timing_report["markdown"]).read_text()
+    plots = _section(md, "## Plots")
+    (line,) = [ln for ln in plots.splitlines() if "plots/time_ms.png" in ln]
+    assert "fastest" in line and "q1 to q3" in line
+    assert plots.index("time_ms.png") < plots.index("gbps_vs_classes.png")
+    page = Path(timing_report["html"]).read_text()
+    assert "interquartile range, q1 to q3" in page
 
 
 def test_tables_round_trip(timing_report):
