@@ -9,6 +9,8 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from xent_impls.names import unknown_name
+
 DTYPES: dict[str, np.dtype] = {
     "float64": np.dtype(np.float64),
     "float32": np.dtype(np.float32),
@@ -22,7 +24,7 @@ def numpy_dtype(name: str) -> np.dtype:
     try:
         return DTYPES[name]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}") from None
+        raise unknown_name("dtype", name, DTYPES) from None
 
 
 def dtype_name(dtype: np.dtype | type) -> str:

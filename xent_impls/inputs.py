@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from xent_impls.dtypes import numpy_dtype
+from xent_impls.names import unknown_name
 from xent_impls.vocabulary import FORMS
 
 
@@ -49,11 +50,37 @@ class Case:
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
+# What a size is often typed with instead of "NxC": another separator (1024*32000, 1024,32000,
+# 1024 32000, 1024×32000, 1024by32000), digit groups (32_000, 32,000 after the x) or a letter
+# O for a zero.
+_SEPARATOR = re.compile(r"^\s*([\dOo_]+)\s*(?:[*×,:/ ]|by)\s*([\dOo_,]+)\s*$")
+
+
+def size_guess(text: str) -> str | None:
+    """The ``NxC`` a malformed size most likely meant (``"1024*32000"`` -> ``"1024x32000"``),
+    or None."""
+    text = str(text)
+    match = _SEPARATOR.match(text) or _SIZE_LOOSE.match(text)
+    if not match:
+        return None
+    n, c = (re.sub(r"[_,]", "", part).replace("O", "0").replace("o", "0")
+            for part in match.groups())
+    if not (n.isdigit() and c.isdigit()) or int(c) < 1:
+        return None
+    guess = f"{int(n)}x{int(c)}"
+    return guess if guess != text.strip() else None
+
+
+_SIZE_LOOSE = re.compile(r"^\s*([\dOo_,]+)\s*[xX]\s*([\dOo_,]+)\s*$")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``"NxC"`` (e.g. ``"1024x32000"``) into ``(n, c)``."""
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"malformed size {text!r}: expected NxC, e.g. 1024x32000")
+        guess = size_guess(text)
+        hint = f"; did you mean {guess}?" if guess else ""
+        raise ValueError(f"malformed size {text!r}: expected NxC, e.g. 1024x32000{hint}")
     n, c = int(match[1]), int(match[2])
     if c < 1:
         raise ValueError(f"malformed size {text!r}: the number of classes must be at least 1")
@@ -92,7 +119,7 @@ def make_inputs(case: Case, form: str) -> tuple[np.ndarray, np.ndarray]:
     the one-hot form reads one more logits-sized array, as the floor model assumes).
     """
     if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
+        raise unknown_name("form", form, FORMS)
     logits = make_logits(case)
     labels = make_labels(case)
     if form == "sparse":

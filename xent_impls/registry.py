@@ -8,7 +8,6 @@ function behind a record lives in its framework's backend module and is imported
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import importlib
@@ -27,6 +26,7 @@ from xent_impls.impl import (
     missing_modules,
     require_framework,
 )
+from xent_impls.names import unknown_name
 
 __all__ = [
     "FRAMEWORK_MODULES", "INSTALL_HINT", "PLUGINS_ENV", "Impl", "all_impls", "available",
@@ -127,25 +127,6 @@ def skipped_notes() -> list[str]:
     return notes
 
 
-# Longer lists of known names are not printed in an error (one line stays readable).
-MAX_KNOWN_LISTED = 12
-
-
-def unknown_name(kind: str, name: str, known: list[str], listing: str = "xent-bench list"
-                 ) -> ValueError:
-    """The ``ValueError`` for a name that is not one of ``known``: the close matches ("did you
-    mean"), then the known names, or where there are more than ``MAX_KNOWN_LISTED`` of them
-    their count and the command that lists them."""
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    if len(known) > MAX_KNOWN_LISTED:
-        listed = f"{len(known)} known ({listing} shows them)"
-    else:
-        listed = f"known: {', '.join(known)}"
-    return ValueError(f"unknown {kind} {name!r}.{hint} {listed[0].upper()}{listed[1:]}")
-
-
-
 def get(impl_id: str) -> Impl:
     """The implementation registered as ``impl_id``.
 
@@ -189,7 +170,7 @@ def select(
         forms = list(forms)
         for form in forms:
             if form not in ("sparse", "onehot"):
-                raise ValueError(f"unknown form {form!r}; known: sparse, onehot")
+                raise unknown_name("form", form, ("sparse", "onehot"))
         impls = [i for i in impls if i.form in forms]
     if patterns:
         patterns = list(patterns)

@@ -14,6 +14,10 @@ from xent_bench.harness.presets import PRESETS, build_cells, get_preset
         (["run", "--impl", "torch/nativ/sparse"], "torch/native/sparse"),  # close match offered
         (["run", "--framework", "pytorch"], "unknown framework 'pytorch'"),
         (["run", "--size", "1024by32000"], "malformed size '1024by32000'"),
+        (["run", "--size", "1024*32000"], "did you mean 1024x32000?"),
+        (["run", "--dtype", "bfloat61"], "Did you mean: bfloat16"),
+        (["run", "--pass", "forwrd"], "Did you mean: forward"),
+        (["run", "--form", "spares"], "Did you mean: sparse?"),
         (["run", "--size", "1024x0"], "malformed size '1024x0'"),
         (["run", "--dtype", "float8"], "unknown dtype 'float8'"),
         (["run", "--form", "dense"], "unknown form 'dense'"),

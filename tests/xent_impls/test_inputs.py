@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xent_impls
+from xent_impls import inputs
 from xent_impls.dtypes import DTYPES, dtype_name, eps, numpy_dtype
 from xent_impls.inputs import (
     FORMS,
@@ -187,3 +188,15 @@ def test_framework_receives_the_same_bytes(framework, dtype, form):
         np.testing.assert_array_equal(t.astype(np.int64), targets)
     else:
         assert t.dtype == targets.dtype and t.tobytes() == targets.tobytes()
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("1024*32000", "1024x32000"), ("1024×32000", "1024x32000"), ("1024 32000", "1024x32000"),
+    ("1024by32000", "1024x32000"), ("1024x32_000", "1024x32000"), ("1024x3200O", "1024x32000"),
+    ("1024X32,000", "1024x32000"), ("abc", None), ("1024", None), ("1024*0", None),
+])
+def test_a_malformed_size_suggests_the_size_it_most_likely_meant(typed, meant):
+    assert inputs.size_guess(typed) == meant
+    with pytest.raises(ValueError, match="malformed size") as error:
+        inputs.parse_size(typed)
+    assert (f"did you mean {meant}?" in str(error.value)) == (meant is not None)

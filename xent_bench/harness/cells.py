@@ -8,6 +8,7 @@ cells.
 from __future__ import annotations
 
 from xent_impls import Case, Impl
+from xent_impls.names import unknown_name
 from xent_impls.vocabulary import KINDS, PASSES
 
 CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale", "seed",
@@ -23,7 +24,7 @@ def make_cell(kind: str, impl: Impl, case: Case, pass_: str, device: str, probe:
     if kind not in KINDS:
         raise ValueError(f"unknown cell kind {kind!r}; known: {', '.join(KINDS)}")
     if pass_ not in PASSES:
-        raise ValueError(f"unknown pass {pass_!r}; known: {', '.join(PASSES)}")
+        raise unknown_name("pass", pass_, PASSES)
     return {
         "kind": kind,
         "impl": impl.id,

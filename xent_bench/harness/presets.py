@@ -9,7 +9,7 @@ import xent_impls
 from xent_bench.harness import behaviour
 from xent_bench.harness.cells import make_cell
 from xent_impls import Case
-from xent_impls.registry import unknown_name
+from xent_impls.names import unknown_name
 
 
 @dataclasses.dataclass(frozen=True)
