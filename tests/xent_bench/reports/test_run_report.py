@@ -345,3 +345,16 @@ def test_which_to_use_skips_contended_and_failing_cells(tmp_path):
     (row,) = report.choice_rows(run.cells)
     assert row["use"] == "torch/native/sparse" and row["median ms"] == "1.00"
     assert row["fastest of each other framework"] == "jax/optax/sparse 2.00 ms"
+
+
+def test_an_implementation_meant_to_fail_is_never_the_one_to_use(tmp_path):
+    """torch/naive passes at the timing runs' scale but overflows at larger logits: it is ranked
+    in the tables, not offered by "which to use" or named fastest by the headlines."""
+    records = [_timing("torch/naive/sparse", "forward", 0.2),
+               _timing("torch/native/sparse", "forward", 1.0)]
+    run = load_run(_write_run(tmp_path / "naive", "timing", records))
+    (row,) = report.choice_rows(run.cells)
+    assert row["use"] == "torch/native/sparse"
+    fastest = [b for b in report.headline_findings(run.cells) if b.startswith("Fastest at ")]
+    assert fastest and all("naive" not in b for b in fastest), fastest
+    assert "torch/native/sparse" in fastest[0]
