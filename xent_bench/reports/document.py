@@ -113,20 +113,38 @@ def _md_table(t: Table) -> str:
     return "\n".join(lines)
 
 
+# The page reads at a laptop's width and on a phone's (tests/xent_bench/reports/
+# test_html_layout.py measures it in a headless browser at 1024 and 390 px): the page itself
+# never scrolls sideways; a table wider than the page scrolls inside its own box
+# (.table-wrap), with its caption outside that box so the caption wraps at the page's width;
+# long words in prose (implementation ids in `code`) break rather than widen the page (a
+# table cell keeps its min-content width: overflow-wrap break-word, not anywhere); images
+# scale down. Cell padding is kept small so that a ranked timing table (15 columns) fits at
+# 1024 px without scrolling, verdict included, for the default preset's implementation ids;
+# text-size-adjust keeps phone browsers from enlarging the text beside a wide table.
 CSS = """
+html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222;
-       padding: 0 1em; line-height: 1.4; }
+       padding: 0 1em; line-height: 1.4; overflow-wrap: break-word; }
 h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.3em; text-align: right; }
 th { background: #f0f0f0; } td.l, th.l { text-align: left; }
 td.bad { background: #fde0e0; color: #b00000; font-weight: bold; }
 td.expected { color: #777; font-style: italic; }
 td.warn { background: #fff6d5; }
 td.clean { background: #e8f0fe; }
-caption { caption-side: top; text-align: left; font-style: italic; padding: 0.3em 0; }
+span.nb { white-space: nowrap; }
+figcaption { font-style: italic; padding: 0.3em 0; }
+figure.table .table-wrap { margin: 0.3em 0 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
-figure { margin: 1em 0; } img { max-width: 100%; }
+pre { overflow-x: auto; max-width: 100%; }
+figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
+@media (max-width: 600px) {
+  body { margin: 1em auto; padding: 0 0.75em; }
+  h1 { font-size: 1.3em; } ul { padding-left: 1.2em; }
+}
 """
 
 
@@ -144,20 +162,38 @@ def _inline(text: str) -> str:
                    for i, piece in enumerate(pieces))
 
 
+# A number in exponent form (fmt_num writes 4.42e-04): a browser may break a line after its
+# minus sign, which then reads as two numbers. A range such as (5.03x-6.21x) may break there.
+_EXPONENT = re.compile(r"\d(?:\.\d+)?e-\d+")
+
+
+def _number_cell(text: str) -> str:
+    """A right-aligned (number) cell, escaped, with each number in exponent form kept on one
+    line by a span: the markup changes, not the text."""
+    return _EXPONENT.sub(lambda m: f'<span class="nb">{m.group(0)}</span>', html.escape(text))
+
+
 def _html_table(t: Table) -> str:
     def cls(*names):
         names = [n for n in names if n]
         return f' class="{" ".join(names)}"' if names else ""
 
+    def cell(i: int, j: int) -> str:
+        text = str(t.frame.iat[i, j])
+        inner = html.escape(text) if j < t.left else _number_cell(text)
+        return f"<td{cls('l' if j < t.left else '', t.mark(i, j))}>{inner}</td>"
+
     cols = list(t.frame.columns)
     head = "".join(f"<th{cls('l' if j < t.left else '')}>{html.escape(str(c))}</th>"
                    for j, c in enumerate(cols))
-    body = "\n".join(
-        "<tr>" + "".join(f"<td{cls('l' if j < t.left else '', t.mark(i, j))}>"
-                         f"{html.escape(str(t.frame.iat[i, j]))}</td>" for j in range(len(cols)))
-        + "</tr>" for i in range(len(t.frame)))
-    caption = f"<caption>{_inline(t.caption)}</caption>" if t.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+    body = "\n".join("<tr>" + "".join(cell(i, j) for j in range(len(cols))) + "</tr>"
+                     for i in range(len(t.frame)))
+    table = (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n'
+             f"</tbody></table></div>")
+    if not t.caption:
+        return table
+    # The caption outside the scrolling box: inside <table> it would be as wide as the table.
+    return f'<figure class="table"><figcaption>{_inline(t.caption)}</figcaption>{table}</figure>'
 
 
 def _html_figure(f: Figure) -> str:
@@ -181,5 +217,6 @@ def render_html(blocks: list, title: str) -> str:
         elif isinstance(b, Figure):
             out.append(_html_figure(b))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
             + "\n".join(out) + "\n</body></html>\n")
