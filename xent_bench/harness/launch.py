@@ -8,11 +8,12 @@ runner (``PR_SET_PDEATHSIG``). Each process writes its standard output and error
 own, appended to the run's ``workers.log`` when the launch ends; its protocol lines come over a
 pipe of their own (``protocol.py``), so nothing an implementation prints is read as protocol.
 
-:func:`watch` follows the protocol (``protocol.py``): progress on ``START``/``FINISHED``, a
-deadline per cell (and one for start-up), the captured ``CEILINGS`` and ``CELL_ERROR``
-payloads. It stops when every process has exited, when one exits with a non-zero status (the
-others could not finish the cell: they would wait in a collective), or at the deadline, and
-returns an :class:`Outcome`; each caller words its own error message from it.
+:func:`watch` follows the protocol (``protocol.py``): progress on ``START``/``FINISHED`` (the
+start-up, then the cells; ``progress.py``), a deadline per cell (and one for start-up), the
+captured ``CEILINGS`` and ``CELL_ERROR`` payloads. It stops when every process has exited,
+when one exits with a non-zero status (the others could not finish the cell: they would wait
+in a collective), or at the deadline, and returns an :class:`Outcome`; each caller words its
+own error message from it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from xent_bench.harness import child, protocol
@@ -181,18 +183,32 @@ class Outcome:
 
 
 def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s: float,
-          startup_timeout_s: float) -> Outcome:
+          startup_timeout_s: float, *, startup_label: str | None = None,
+          announced_twice: Collection[int] = ()) -> Outcome:
     """Follow ``launch`` to its end (see the module docstring). Start-up (imports, a process
-    group's rendezvous) has its own timeout; each cell then has ``cell_timeout_s`` from its
-    ``START``."""
+    group's rendezvous, a timing worker's ceilings) has its own timeout and is shown as
+    ``startup_label``; each cell then has ``cell_timeout_s`` from its ``START``.
+
+    A cell is counted done when the worker announces another after it, or at ``FINISHED``.
+    The cells of ``announced_twice`` (those a framework worker measures in interleaved blocks:
+    every cell of the case is announced at its set-up, then again as it is finished after the
+    blocks) are counted at the announcement after their second, so that the count follows the
+    blocks' time instead of running ahead of it during the set-ups."""
     current, cell_errors, ceilings = None, {}, None
     got_finished = False
     finished: set[int] = set()  # processes whose output has ended
-    counted: set[int] = set()  # cells already counted by the progress (a re-measured cell is
+    announced: dict[int, int] = {}  # announcements of each cell so far (a re-measured cell is
     # announced again)
+    counted: set[int] = set()  # cells already counted by the progress
+    progress.startup(startup_label or f"{launch.name}: starting")
     deadline = time.monotonic() + startup_timeout_s
     timeout_now = startup_timeout_s
     timed_out = False
+
+    def count(index: int) -> None:
+        if index not in counted:
+            progress.advance()
+            counted.add(index)
 
     def handle(index: int, line: str) -> None:
         nonlocal current, deadline, timeout_now, ceilings, got_finished
@@ -200,18 +216,20 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
         if message is None:
             return
         if message.kind == protocol.START and 0 <= message.index < len(cells):
-            if current is not None and current not in counted:
-                progress.advance()
-                counted.add(current)
+            if current is not None and (current not in announced_twice
+                                        or announced[current] >= 2):
+                count(current)
             current = message.index
+            announced[current] = announced.get(current, 0) + 1
             progress.start(describe(cells[current]))
             deadline = time.monotonic() + cell_timeout_s
             timeout_now = cell_timeout_s
         elif message.kind == protocol.FINISHED:
             got_finished = True
-            if current is not None and current not in counted:
-                progress.advance()
-                counted.add(current)
+            # Every cell has its record now, an interleaved one whose set-up failed (so never
+            # announced again) included.
+            for announced_cell in announced:
+                count(announced_cell)
             current = None
         elif message.kind == protocol.CEILINGS:
             ceilings = message.payload
@@ -238,6 +256,7 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
             except queue.Empty:
                 pass
             drain()  # every line that has come, before judging the processes' state
+            progress.tick()
             codes = [p.poll() for p in launch.procs]
             if any(code not in (None, 0) for code in codes):
                 # One process failed: the others cannot finish the cell (they would wait in a
@@ -255,5 +274,6 @@ def watch(launch: Launch, cells: list[dict], progress: Progress, cell_timeout_s:
         launch.finish()  # kills whatever is still running (a hung launch included)
         drain()  # lines written just before the end (the START of a cell that crashed, a late
         # CELL_ERROR)
+        progress.end_launch()
     return Outcome(current, codes, cell_errors, timed_out, timeout_now, tails, ceilings,
                    finished=got_finished)

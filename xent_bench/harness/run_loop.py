@@ -54,10 +54,12 @@ def run_groups(run_dir: Path, cells: list[dict], *, group_of: Callable[[dict], H
                label_of: Callable[[Hashable], str], launch_group: LaunchGroup,
                error_record: Callable[[dict, Failure], Record], progress: Progress) -> None:
     """Measure every cell of ``cells`` that has no record yet (see the module docstring).
-    ``progress`` counts cells; it should start at the number already recorded."""
+    ``progress`` counts cells (it should start at the number already recorded) and the
+    launches' start-ups: one per group is expected; a fresh launch adds its own."""
     groups: OrderedDict[Hashable, list[dict]] = OrderedDict()
     for cell in pending(cells, run_dir):
         groups.setdefault(group_of(cell), []).append(cell)
+    progress.expect_startups(len(groups))
     for key, remaining in groups.items():
         attempt = 0
         while remaining:

@@ -25,6 +25,7 @@ from xent_bench.harness.progress import Progress
 from xent_bench.harness.records import Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 from xent_bench.harness.threads import load_average, pick_cpus, pin_rule
+from xent_bench.harness.worker import case_groups
 
 META = "meta.json"
 
@@ -87,13 +88,22 @@ def worker_failure(outcome: Outcome) -> Failure | None:
     return Failure(outcome.current, "error", f"worker {why}" + (f": {detail}" if detail else ""))
 
 
+def interleaved(cells: list[dict]) -> set[int]:
+    """Indices of the cells a framework worker measures in interleaved blocks, and so announces
+    twice (``worker.run_task``: every case of more than one timing cell)."""
+    return {index for group in case_groups(cells)
+            if len(group) > 1 and group[0][1]["kind"] == "timing" for index, _ in group}
+
+
 def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progress,
-               cell_timeout_s: float, cpus: list[int] | None = None) -> Outcome:
+               cell_timeout_s: float, cpus: list[int] | None = None,
+               startup_label: str | None = None) -> Outcome:
     """One framework worker over ``task`` (its cells), pinned to ``cpus`` if given, to its
-    end."""
+    end; ``startup_label`` is what the progress shows while it starts."""
     launch = Launch(WORKER_MODULE, task, [env], run_dir, name, cpus=cpus)
     return watch(launch, task["cells"], progress, cell_timeout_s,
-                 max(cell_timeout_s, STARTUP_TIMEOUT_S))
+                 max(cell_timeout_s, STARTUP_TIMEOUT_S), startup_label=startup_label,
+                 announced_twice=interleaved(task["cells"]))
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:
@@ -197,12 +207,13 @@ def _run_cells(cells: list[dict], run_dir: Path, meta: dict, *, progress: bool,
                                and "numpy" not in ceilings_of_repeat(meta, repeat)),
         }
         name = f"{fw}-{attempt}" if repeat == 0 else f"{fw}-r{repeat + 1}-{attempt}"
-        if timing:
-            bar.note(f"{fw}: measuring copy / read / exp ceilings on {meta['device']}, then "
-                     f"{len(remaining)} cells" + (f" (repeat {repeat + 1})" if repeat else ""))
+        who = fw + (f" (repeat {repeat + 1})" if repeat else "")
+        startup_label = (f"{who}: starting, measuring ceilings on {meta['device']}" if timing
+                         else f"{who}: starting")
         cpus = pick_cpus(meta["threads"])
         started = time.monotonic()
-        outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s, cpus=cpus)
+        outcome = run_worker(task, run_dir, env, name, bar, cell_timeout_s, cpus=cpus,
+                             startup_label=startup_label)
         meta.setdefault("launches", []).append(
             {"name": name, "cells": len(remaining), "seconds": time.monotonic() - started,
              "cpus": cpus})
