@@ -37,7 +37,11 @@ measured: the busy time of all its CPUs (``/proc/stat``: user, nice, system, irq
 the hypervisor's steal) minus this process's own CPU time, per second of wall time, in CPUs.
 A cell measured while more than ``NEIGHBOUR_LIMIT`` CPUs of other work ran is ``contended``
 (``timing.Timing``), whatever its rounds say. ``/proc/stat`` counts in clock ticks (10 ms), so
-the meter spans a whole cell or interleaved case, never one round.
+the meter spans a whole cell or interleaved case, never one round, and it takes out the most
+that tick accounting can add to a span (one tick per CPU, ``tick_slack``): each CPU's counters
+move a whole tick at a time, so over a span of a few milliseconds a quiet machine would
+otherwise read as several CPUs of other work (3.7 CPUs over one 16 x 100 cell, seen here).
+A cell that short cannot show other work beside it; its rounds' waits still count.
 
 Threads that start during a round count with their whole totals (they are new); threads that
 end during a round are not seen after it and count nothing. Where the source does not exist
@@ -170,16 +174,26 @@ def busy_seconds(stat: Path = PROC_STAT) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def tick_slack() -> float:
+    """The most busy time tick accounting can add to a span beyond the work done in it: one
+    clock tick per CPU (seconds)."""
+    return (os.cpu_count() or 1) / os.sysconf("SC_CLK_TCK")
+
+
 class NeighbourMeter:
-    """Other work on the machine while this process measures: ``(machine busy - own CPU) /
-    wall`` over the span between :meth:`start` and :meth:`stop`, in CPUs (0 or more), None
-    where the machine's busy time cannot be read.
+    """Other work on the machine while this process measures: ``(machine busy - own CPU -
+    slack) / wall`` over the span between :meth:`start` and :meth:`stop`, in CPUs (0 or more),
+    None where the machine's busy time cannot be read.
 
     ``busy`` returns the machine's busy seconds (tests pass a fake); ``own`` this process's CPU
-    seconds (``time.process_time``: every thread, the ended ones too)."""
+    seconds (``time.process_time``: every thread, the ended ones too); ``slack`` the busy
+    seconds tick accounting may add to any span (default :func:`tick_slack`), so the figure is
+    the other work there surely was, never rounding."""
 
-    def __init__(self, busy=busy_seconds, own=time.process_time, clock=time.perf_counter):
+    def __init__(self, busy=busy_seconds, own=time.process_time, clock=time.perf_counter,
+                 slack: float | None = None):
         self.busy, self.own, self.clock = busy, own, clock
+        self.slack = tick_slack() if slack is None else slack
         self._start: tuple[float | None, float, float] | None = None
 
     def start(self) -> NeighbourMeter:
@@ -193,4 +207,4 @@ class NeighbourMeter:
         busy1, own1, t1 = self.busy(), self.own(), self.clock()
         if busy0 is None or busy1 is None or t1 <= t0:
             return None
-        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+        return max(0.0, ((busy1 - busy0) - (own1 - own0) - self.slack) / (t1 - t0))

@@ -125,11 +125,11 @@ def test_the_real_source_reads_this_process():
 # --- other work on the machine ----------------------------------------------------------------
 
 
-def _meter(busy: list[float | None], own: list[float], clock: list[float]):
+def _meter(busy: list[float | None], own: list[float], clock: list[float], slack: float = 0.0):
     values = {"busy": iter(busy), "own": iter(own), "clock": iter(clock)}
     return stalls.NeighbourMeter(busy=lambda: next(values["busy"]),
                                  own=lambda: next(values["own"]),
-                                 clock=lambda: next(values["clock"]))
+                                 clock=lambda: next(values["clock"]), slack=slack)
 
 
 def test_the_meter_counts_the_machines_busy_time_that_was_not_this_process():
@@ -142,6 +142,21 @@ def test_the_meter_counts_the_machines_busy_time_that_was_not_this_process():
     assert _meter([None, None], [0.0, 1.0], [0.0, 1.0]).start().stop() is None
     with pytest.raises(RuntimeError, match="before start"):
         _meter([], [], []).stop()
+
+
+def test_the_meter_takes_out_what_tick_accounting_can_add_to_a_short_span(monkeypatch):
+    # A 5 ms cell on a quiet 2-CPU machine: two 10 ms ticks fell in it, 4 ms of them this
+    # process. Raw, that is 3.2 CPUs of other work; a tick per CPU is rounding, so 0.
+    short = dict(busy=[100.0, 100.02], own=[5.0, 5.004], clock=[0.0, 0.005])
+    assert _meter(**short).start().stop() == pytest.approx(3.2)
+    assert _meter(**short, slack=0.02).start().stop() == 0.0
+    # Over a 2 s cell the same slack costs 0.01 CPUs: a neighbour on one core still shows.
+    assert _meter([100.0, 104.0], [5.0, 7.0], [0.0, 2.0], slack=0.02).start().stop() == \
+        pytest.approx(0.99)
+    monkeypatch.setattr(stalls.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(stalls.os, "sysconf", lambda name: 100)
+    assert stalls.tick_slack() == pytest.approx(0.02)
+    assert stalls.NeighbourMeter(busy=lambda: 0.0).slack == pytest.approx(0.02)
 
 
 def test_busy_seconds_reads_the_busy_fields_of_the_cpu_line(tmp_path, monkeypatch):
@@ -177,7 +192,8 @@ def test_metered_rounds_carry_the_other_work_over_all_rounds(monkeypatch):
     monkeypatch.setattr(timing_mod, "NeighbourMeter",
                         lambda: stalls.NeighbourMeter(busy=lambda: next(values),
                                                       own=lambda: 0.0,
-                                                      clock=iter([0.0, 1.0]).__next__))
+                                                      clock=iter([0.0, 1.0]).__next__,
+                                                      slack=0.0))
     rounds = timing_mod.metered_rounds(perf_counter_rounds, lambda: None, 3, None)
     assert len(rounds.times_s) == 3 and rounds.neighbour_cpu == pytest.approx(0.5)
 
