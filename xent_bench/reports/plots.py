@@ -309,7 +309,9 @@ def heatmap(values: pd.DataFrame, labels: pd.DataFrame, *, path: Path, title: st
     colours = colormaps[cmap].with_extremes(bad=MISSING_COLOUR, over="black")
 
     nrows, ncols = data.shape
-    fig = Figure(figsize=(2.8 + 0.85 * ncols, 1.2 + 0.28 * nrows))
+    # At least 2.6 in tall: the title, the rotated column labels and the colour bar need that
+    # much even for one or two rows (tight_layout cannot fit them in less).
+    fig = Figure(figsize=(2.8 + 0.85 * ncols, max(2.6, 1.2 + 0.28 * nrows)))
     ax = fig.subplots()
     # Infinite values take the "over" colour (black); finite values above vmax are clipped to
     # vmax (the colour map's last colour), so a huge but finite error never looks like inf/NaN.

@@ -244,3 +244,13 @@ def test_ratio_ticks_take_the_densest_tier_that_fits():
                                                  20, 50, 100]
     assert plots.ratio_ticks(0.01, 100, 5.0) == [0.01, 0.1, 1, 10, 100]
     assert plots.ratio_ticks(0.01, 100, 1.5) == [0.01, 1, 100]  # every second decade
+
+
+def test_a_heatmap_of_one_row_has_room_for_its_labels(tmp_path):
+    """One implementation in one case (a small run): the layout fits without a warning (the
+    suite turns warnings into errors, and ``xent-bench report`` printed one)."""
+    values = pd.DataFrame([[62.0, 26.0]], index=["torch/native/sparse"],
+                          columns=["256x1000 float32 fwd", "256x1000 float32 fwd+bwd"])
+    path = plots.heatmap(values, values.map(lambda v: f"{v:g}"), path=tmp_path / "one.png",
+                         title="% of limit", colorbar="% of limit", vmin=0, vmax=100)
+    assert path is not None and path.stat().st_size > 0
