@@ -24,7 +24,10 @@ FRAMEWORK_MODULES: dict[str, tuple[str, ...]] = {
 
 # How to install a missing framework (the extras of this package).
 INSTALL_HINT: dict[str, str] = {
-    "torch": "pip install 'xent-bench[torch]'",
+    # Plain PyPI gives Linux the CUDA build of torch (several GB); the CPU wheel comes from
+    # PyTorch's own index, installed first so that the extra then installs nothing more.
+    "torch": "pip install 'xent-bench[torch]'; CPU only: pip install torch --index-url "
+             "https://download.pytorch.org/whl/cpu first",
     "jax": "pip install 'xent-bench[jax]'",
     "tensorflow": "pip install 'xent-bench[tensorflow-cpu]'",
     "numpy": "pip install numpy",
