@@ -86,6 +86,9 @@ class Session:
                                  sizes=sizes)
         self.configured: dict[str, str] = {}
         self.ceilings: dict | None = None
+        # The frameworks of the benchmarks that will run, once collection is finished
+        # (pytest_collection_finish); None until then.
+        self.selected: set[str] | None = None
 
     def backend(self, framework: str):
         import xent_impls
@@ -96,11 +99,13 @@ class Session:
         return be
 
     def measure_ceilings(self, device: str) -> dict:
-        """Copy / read / exp ceilings with every selected framework (and NumPy on CPU), measured
-        once per session as a runner run does."""
+        """Copy / read / exp ceilings with every framework that has a benchmark to run (and
+        NumPy on CPU), measured once per session, as a runner run measures them with the
+        frameworks of its grid: ``-k torch`` imports and measures neither JAX nor TensorFlow."""
         if self.ceilings is None:
-            names = sorted({c["framework"] for c in self.cells}
-                           | ({"numpy"} if device == "cpu" else set()))
+            frameworks = (self.selected if self.selected is not None
+                          else {c["framework"] for c in self.cells})
+            names = sorted(frameworks | ({"numpy"} if device == "cpu" else set()))
             per_fw = {fw: floor.measure_ceilings(self.backend(fw), device) for fw in names}
             self.ceilings = {"per_framework": per_fw, "best": floor.best_ceilings(per_fw)}
         return self.ceilings
@@ -118,6 +123,15 @@ def _session(config: pytest.Config) -> Session:
 @pytest.fixture(scope="session")
 def xent_session(request: pytest.FixtureRequest) -> Session:
     return _session(request.config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the frameworks of the benchmarks left after ``-k``, ``-m`` and node-id selection."""
+    if not session.config.getoption("benchmark_only", default=False):
+        return
+    cells = [item.callspec.params.get("xent_cell") for item in session.items
+             if hasattr(item, "callspec")]
+    _session(session.config).selected = {c["framework"] for c in cells if c}
 
 
 def cell_id(cell: dict) -> str:

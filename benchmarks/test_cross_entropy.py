@@ -61,7 +61,8 @@ def test_cross_entropy(benchmark, xent_cell, xent_session):
     # What changes between sessions stays out of machine_info (conftest.py): the session's
     # ceilings, the commit, the framework's versions as imported and the CPUs pinned to.
     benchmark.extra_info.update({
-        "ceilings": ceilings["best"], "git_commit": provenance.git_commit(),
+        "ceilings": ceilings["best"], "ceiling_frameworks": sorted(ceilings["per_framework"]),
+        "git_commit": provenance.git_commit(),
         "versions": be.versions(),
         "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None})
     benchmark.extra_info["times_s"] = raw["times_s"]

@@ -139,3 +139,19 @@ def test_pytest_benchmarks_own_workflow_save_compare_and_histogram(tmp_path):
     assert "INTERNALERROR" not in output and "machine_info is different" not in output
     assert "Comparing against benchmarks from" in output and "(NOW)" in output
     assert list(tmp_path.glob("hist*.svg")), "no histogram written"
+
+
+def test_a_selection_measures_ceilings_with_its_own_frameworks_only(tmp_path):
+    """``-k`` leaves one torch benchmark of the smoke grid (which has numpy, torch, jax and
+    tensorflow cells): the session imports and measures torch (and NumPy, as on every CPU run),
+    not the frameworks it does not run."""
+    json_path = tmp_path / "one.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-p",
+         "no:cacheprovider", "--xent-preset", "smoke", "--xent-size", "64x100",
+         "--xent-budget", "0.05", "-k", "torch/native/sparse and forward_backward",
+         f"--benchmark-json={json_path}", "-q"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (bench,) = json.loads(json_path.read_text())["benchmarks"]
+    assert bench["extra_info"]["ceiling_frameworks"] == ["numpy", "torch"]
