@@ -44,12 +44,13 @@ def evaluate(impl_id: str, logits, targets, grad: bool = False, device: str = "c
       framework produced.
     """
     impl = get(impl_id)
-    logits, targets = np.asarray(logits), np.asarray(targets)
+    # Checked on the arrays as given: np.asarray would drop a masked array's mask.
     if checked:
         check(impl, logits, targets, allow_masked=allow_masked,
               allow_probabilities=allow_probabilities)
     else:
         check_structure(impl, logits, targets)
+    logits, targets = np.asarray(logits), np.asarray(targets)
     be = impl.backend
     if not be.has_device(device):
         raise ValueError(f"device {device!r} is not available to {impl.framework}")

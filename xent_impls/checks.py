@@ -92,6 +92,14 @@ def check_structure(impl_or_form, logits: np.ndarray, targets: np.ndarray) -> No
     """Raise ``ValueError`` when ``logits``/``targets`` do not fit the form and dtypes of an
     implementation (an :class:`~xent_impls.Impl`, an id, or just ``"sparse"``/``"onehot"``)."""
     impl, form, who = _resolve(impl_or_form)
+    for what, value in (("logits", logits), ("targets", targets)):
+        # np.asarray keeps a masked array's data and drops its mask: the masked entries would
+        # take part as the numbers under the mask.
+        if isinstance(value, np.ma.MaskedArray):
+            raise ValueError(
+                f"{what} is a numpy.ma.MaskedArray, whose mask no cross-entropy reads: pass a "
+                "plain array (mask classes with -inf logits and allow_masked=True, or drop the "
+                "rows)")
     logits, targets = np.asarray(logits), np.asarray(targets)
     if logits.ndim != 2:
         hint = ""
@@ -116,6 +124,8 @@ def check_structure(impl_or_form, logits: np.ndarray, targets: np.ndarray) -> No
                          f"{targets.shape}{_matrix_hint(targets, n, c)}")
     if targets.dtype.kind in "OSUMm":  # objects, strings, dates (bfloat16 is kind "V")
         raise ValueError(f"{who} takes a numeric target matrix; got {targets.dtype} targets")
+    if targets.dtype.kind == "c":  # a cast to real would drop the imaginary part silently
+        raise ValueError(f"{who} takes a real target matrix; got {targets.dtype} targets")
 
 
 def _batch_hint(rows: int, n: int, what: str) -> str:
@@ -299,8 +309,8 @@ def check(impl_or_form, logits, targets, *, allow_masked: bool = False,
       framework: named in the label dtype message.
     """
     impl, form, _ = _resolve(impl_or_form)
+    check_structure(impl_or_form, logits, targets)  # before np.asarray drops a mask
     logits, targets = np.asarray(logits), np.asarray(targets)
-    check_structure(impl_or_form, logits, targets)
     n, c = logits.shape
     if form == "sparse":
         _check_labels(targets, c, label_dtypes, framework or (impl.framework if impl else None))

@@ -274,3 +274,17 @@ def test_dtype_not_supported_by_the_impl():
 def test_unknown_impl_id():
     with pytest.raises(ValueError, match="Did you mean: numpy/reference/sparse"):
         xent_impls.evaluate("numpy/refrence/sparse", np.zeros((2, 3)), np.zeros(2, np.int64))
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax", "tensorflow"])
+@pytest.mark.parametrize("device", ["tpu", "cuda:1", "CPU"])
+def test_an_unknown_device_is_refused_by_every_backend(framework, device):
+    """JAX took any device name other than "cuda" for the CPU; now every backend refuses it."""
+    if not xent_impls.framework_installed(framework):
+        pytest.skip(f"{framework} is not installed")
+    impl = next(i for i in xent_impls.available() if i.framework == framework)
+    assert impl.backend.has_device(device) is False
+    logits = np.zeros((2, 3), np.float32)
+    targets = np.array([0, 1]) if impl.form == "sparse" else np.eye(3, dtype=np.float32)[[0, 1]]
+    with pytest.raises(ValueError, match=f"device {device!r} is not available"):
+        xent_impls.evaluate(impl.id, logits, targets, device=device)

@@ -284,3 +284,32 @@ def test_agreement_cells_use_the_checked_mode(monkeypatch):
     cell = make_cell("agreement", impl, case, "forward_backward", "cpu")
     with pytest.raises(ValueError, match=r"label 5 is out of range \[0, 5\) at row 3"):
         worker.measure_agreement(impl, cell, {})
+
+
+@pytest.mark.parametrize(("form", "which", "match"), [
+    ("sparse", "logits", "logits is a numpy.ma.MaskedArray"),
+    ("sparse", "targets", "targets is a numpy.ma.MaskedArray"),
+    ("onehot", "targets", "targets is a numpy.ma.MaskedArray"),
+    ("onehot", "complex", "takes a real target matrix; got complex64"),
+])
+def test_masked_arrays_and_complex_targets_are_refused(form, which, match):
+    """np.asarray would drop a mask (the masked numbers would count) and a cast to real the
+    imaginary part: both are refused, not converted."""
+    logits = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3])
+    targets = labels if form == "sparse" else np.eye(5, dtype=np.float32)[labels]
+    if which == "logits":
+        logits = np.ma.masked_array(logits, mask=np.arange(5) == 4 * np.ones((4, 1)))
+    elif which == "targets":
+        targets = np.ma.masked_array(targets, mask=np.zeros(targets.shape, bool))
+    else:
+        targets = targets.astype(np.complex64)
+    with pytest.raises(ValueError, match=match):
+        xent_impls.check(form, logits, targets)
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_evaluate_refuses_a_masked_array_checked_or_not(checked):
+    logits = np.ma.masked_array(np.zeros((2, 3), np.float32), mask=[[0, 0, 1], [0, 0, 1]])
+    with pytest.raises(ValueError, match="logits is a numpy.ma.MaskedArray"):
+        xent_impls.evaluate("numpy/reference/sparse", logits, np.array([0, 1]), checked=checked)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from xent_impls.vocabulary import DEVICES
+
 FRAMEWORK = "jax"
 SYNC_METHOD = "jax.block_until_ready(out)"
 
@@ -27,10 +29,16 @@ def configure(threads: int) -> str:
 
 
 def _device(device: str):
+    # Only the suite's device names: anything else ("tpu", "cuda:1") would otherwise have run
+    # on the CPU.
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
     return jax.devices("gpu" if device == "cuda" else "cpu")[0]
 
 
 def has_device(device: str) -> bool:
+    if device not in DEVICES:
+        return False
     try:
         _device(device)
     except RuntimeError:
