@@ -5,7 +5,8 @@ Started by ``xent_bench/harness/distributed.py``, which owns the launch (environ
 timeout, teardown). One launch measures a list of cells of one framework at one world size:
 
 - torch: ``world`` processes, one per rank, each started with ``RANK``, ``WORLD_SIZE``,
-  ``MASTER_ADDR`` and ``MASTER_PORT`` and joined in a gloo process group;
+  ``MASTER_ADDR`` and ``MASTER_PORT`` and joined in a gloo process group whose store listens
+  on the loopback interface only (:func:`loopback_store`);
 - jax: one process whose ``world`` CPU devices come from
   ``XLA_FLAGS=--xla_force_host_platform_device_count=world`` (set by the harness);
 - tensorflow: one process whose host CPU is split into ``world`` logical devices (DTensor).
@@ -34,6 +35,7 @@ import datetime
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -110,6 +112,24 @@ def _maybe_fault(fault: dict | None, rank: int, case, fired: list) -> None:
 # Frameworks: one class per way of running ranks
 
 
+
+def loopback_store(dist, rank: int, world: int, port: int, timeout: datetime.timedelta):
+    """The process group's key-value store on 127.0.0.1:``port``.
+
+    A store made from ``MASTER_ADDR`` alone listens on every interface, whatever the address
+    (``*:port``, seen with torch 2.13), so anyone on the network could join or read the group.
+    Rank 0 binds the listening socket to the loopback interface itself and hands it over to
+    the store's server (which then owns and closes it); the other ranks connect to it."""
+    if rank != 0:
+        return dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=timeout)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(128)
+    return dist.TCPStore("127.0.0.1", port, world, is_master=True, timeout=timeout,
+                         master_listen_fd=listener.detach())
+
+
 class TorchRanks:
     """``world`` processes in a gloo process group; this process is rank ``RANK``."""
 
@@ -129,8 +149,11 @@ class TorchRanks:
             raise ValueError(f"WORLD_SIZE={self.world} but the task is for world {task['world']}")
         torch.set_num_threads(task["threads"])
         # The group's own timeout is a backstop; the harness kills a hung launch much sooner.
-        dist.init_process_group("gloo", rank=self.rank, world_size=self.world,
-                                timeout=datetime.timedelta(seconds=task["group_timeout_s"]))
+        timeout = datetime.timedelta(seconds=task["group_timeout_s"])
+        self.store = loopback_store(dist, self.rank, self.world,
+                                    int(os.environ["MASTER_PORT"]), timeout)
+        dist.init_process_group("gloo", store=self.store, rank=self.rank,
+                                world_size=self.world, timeout=timeout)
         # Warm-up: the first collectives set up the ranks' connections and buffers; do that
         # before any cell, so that no cell's memory or first call includes it.
         probe = torch.ones(8)

@@ -219,3 +219,36 @@ def test_cli_jax_run_report_and_resume(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(load_records(run_dir)) == 1  # nothing left to measure
+
+
+def _listening(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} write them) of sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_process_groups_store_listens_on_loopback_only():
+    """torch's store made from MASTER_ADDR=127.0.0.1 listened on every interface (*:port);
+    rank 0's store now listens on 127.0.0.1 alone, and a group forms over it."""
+    import datetime
+
+    torch_dist = pytest.importorskip("torch.distributed")
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp to read the listening sockets from")
+    from xent_bench.harness.dist_worker import loopback_store
+
+    port = dist_harness.free_port()
+    store = loopback_store(torch_dist, 0, 1, port, datetime.timedelta(seconds=30))
+    assert _listening(port) == {"0100007F"}  # 127.0.0.1, little-endian hex; nothing else
+    store.set("key", "value")
+    assert store.get("key") == b"value"
