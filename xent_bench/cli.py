@@ -35,7 +35,7 @@ from xent_bench.commands import (
     stability,
 )
 from xent_bench.commands.options import EXIT_USAGE, Parser, UsageError
-from xent_bench.harness.files import FolderBusyError, UnsafePathError
+from xent_bench.harness.files import FolderBusyError, UnsafePathError, WriteError
 
 # In the order ``xent-bench --help`` lists them.
 COMMANDS = (measure, report, behaviour, list_impls, compare, stability, gpu_check, distributed)
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         # An unsafe output path (a link or a special file where a report goes) or a folder
         # another process is measuring into comes from the folder given, not from a bug: one
         # line, like any other bad input.
+        print(f"xent-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WriteError as exc:
+        # A full disk or a read-only folder mid-run: what was written before is intact (the
+        # message says what to do next).
         print(f"xent-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

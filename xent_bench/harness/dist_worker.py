@@ -46,7 +46,7 @@ import numpy as np
 import xent_impls
 from xent_bench.harness import agreement, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
-from xent_bench.harness.records import Record, append_record
+from xent_bench.harness.records import CANNOT_WRITE, Record, RecordWriteError, append_record
 from xent_bench.harness.timing import perf_counter_rounds, time_step
 from xent_impls.distributed import (
     gather_comm_bytes,
@@ -524,8 +524,13 @@ def run_task(task: dict) -> int:
             os._exit(1)  # never reuse a process group in an unknown state
         if lead:
             metrics, labels, raw = result
-            append_record(run_dir, Record(run_id=task["run_id"], cell=cell, status="ok",
-                                          metrics=metrics, labels=labels, raw=raw, env=env))
+            try:
+                append_record(run_dir, Record(run_id=task["run_id"], cell=cell, status="ok",
+                                              metrics=metrics, labels=labels, raw=raw, env=env))
+            except RecordWriteError as exc:  # the harness stops the run (worker.py: the same)
+                protocol.send_cell_error(CANNOT_WRITE, str(exc))
+                sys.stderr.flush()
+                os._exit(1)
     ranks.close()
     if lead:
         protocol.send_finished()

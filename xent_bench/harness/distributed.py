@@ -39,7 +39,7 @@ from xent_bench.harness import files, provenance, runner
 from xent_bench.harness.cells import make_cell
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
-from xent_bench.harness.records import Record
+from xent_bench.harness.records import CANNOT_WRITE, Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 from xent_impls import Case
 from xent_impls.distributed import get_impl, modelled_comm_bytes
@@ -147,6 +147,9 @@ def launch_failure(outcome: Outcome) -> Failure | None:
     fate, the cause first (``_failure_message``); ``oom`` when a rank ran out of memory."""
     if outcome.ok:
         return None
+    for error in outcome.cell_errors.values():
+        if error.get("status") == CANNOT_WRITE:
+            return Failure(outcome.current, CANNOT_WRITE, str(error.get("error")))
     message = _failure_message(outcome.codes, outcome.cell_errors, outcome.timed_out,
                                outcome.timeout_s, outcome.tails, outcome.phase)
     oom = any(e.get("status") == "oom" for e in outcome.cell_errors.values())

@@ -33,6 +33,11 @@ class UnsafePathError(ValueError):
     """An output path that would write through a link or over a special file."""
 
 
+class WriteError(OSError):
+    """An output file could not be written (a full disk, a read-only folder, a file size
+    limit); what was written before is intact."""
+
+
 class FolderBusyError(ValueError):
     """A run folder another xent-bench process is measuring into."""
 
@@ -116,7 +121,10 @@ def replacing(path: Path) -> Iterator[Path]:
     path = Path(path)
     check_output_dir(path.parent)
     _check_target(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -125,6 +133,10 @@ def replacing(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as exc:  # the old file, if any, is still whole: only the rename replaces it
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -16,7 +16,9 @@ Every worker kind (the framework worker ``worker.py``, the vocabulary-parallel r
 - ``FINISHED``: every cell of the task has its record on disk;
 - ``CEILINGS {json}``: ``{framework: ceilings}`` measured by a timing worker before its cells;
 - ``CELL_ERROR {json}``: ``{"status", "error"}`` of the failure that ends the process (a rank
-  that cannot go on), written just before it exits.
+  that cannot go on), written just before it exits; status ``cannot_write`` (``records.
+  CANNOT_WRITE``) when the run folder cannot take the cell's record (a full disk): the harness
+  then stops the run instead of starting a fresh worker.
 
 Any other line is not part of the protocol and is ignored.
 """

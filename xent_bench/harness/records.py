@@ -162,15 +162,44 @@ def validate(record: Record) -> None:
         raise ValueError("record raw times_s must be a list of non-negative finite seconds")
 
 
+class RecordWriteError(files.WriteError):
+    """A record could not be written to ``records.jsonl`` (a full disk, a read-only folder, a
+    file size limit): the run stops; the records written before it are intact."""
+
+
+# The status of the failure a worker reports (protocol CELL_ERROR) when it cannot write.
+CANNOT_WRITE = "cannot_write"
+
+
 def append_record(run_dir: Path, record: Record) -> None:
-    """Append one record as a single line and force it to disk."""
+    """Append one record as a single line and force it to disk.
+
+    Raises :class:`RecordWriteError` when the line cannot be written; whatever part of it
+    reached the file is cut off again, so the file still ends at the last whole record."""
     if not isinstance(record, Record):
         raise TypeError(f"append_record takes a Record, got {type(record).__name__}")
     line = json.dumps(record.to_json(), separators=(",", ":"), allow_nan=True) + "\n"
-    with open(Path(run_dir) / RECORDS, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    path = Path(run_dir) / RECORDS
+    data = memoryview(line.encode("utf-8"))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:  # os.write may write part of the line (a disk filling up)
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, end)  # no cut-off line left behind
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        error = RecordWriteError(
+            f"cannot write {path}: {exc.strerror or exc}; the records written before it are "
+            f"kept (once it can be written, --resume {run_dir} finishes the run)")
+        error.errno = exc.errno
+        raise error from exc
 
 
 def load_records(run_dir: Path) -> list[Record]:

@@ -21,7 +21,9 @@ from pathlib import Path
 from xent_bench.harness.cells import cell_key, describe
 from xent_bench.harness.progress import Progress
 from xent_bench.harness.records import (
+    CANNOT_WRITE,
     Record,
+    RecordWriteError,
     append_record,
     finished_keys,
     load_records,
@@ -67,6 +69,8 @@ def run_groups(run_dir: Path, cells: list[dict], *, group_of: Callable[[dict], H
             failure = launch_group(key, remaining, attempt, progress)
             if failure is None:
                 break
+            if failure.status == CANNOT_WRITE:  # no fresh worker could write either
+                raise RecordWriteError(failure.message)
             # Cells the launch finished are on disk; the one it died in becomes an error.
             on_disk = finished_keys(load_records(run_dir))
             if failure.index is None:

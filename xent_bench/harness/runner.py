@@ -22,7 +22,7 @@ from xent_bench.harness import files, floor, provenance
 from xent_bench.harness.cells import repeated
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
-from xent_bench.harness.records import Record
+from xent_bench.harness.records import CANNOT_WRITE, Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 from xent_bench.harness.threads import load_average, pick_cpus, pin_rule
 from xent_bench.harness.worker import case_groups
@@ -73,6 +73,9 @@ def worker_failure(outcome: Outcome) -> Failure | None:
     """The failure of a framework worker's launch, or None when it finished."""
     if outcome.ok:
         return None
+    for error in outcome.cell_errors.values():
+        if error.get("status") == CANNOT_WRITE:
+            return Failure(outcome.current, CANNOT_WRITE, str(error.get("error")))
     code = outcome.codes[0]
     if outcome.timed_out:
         phase = "during start-up" if outcome.current is None else "in a cell"

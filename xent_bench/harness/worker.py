@@ -24,7 +24,7 @@ import numpy as np
 import xent_impls
 from xent_bench.harness import agreement, behaviour, floor, memory, protocol
 from xent_bench.harness.cells import cell_case
-from xent_bench.harness.records import Record, append_record
+from xent_bench.harness.records import CANNOT_WRITE, Record, RecordWriteError, append_record
 from xent_bench.harness.stalls import NeighbourMeter, RoundStats, StallProbe
 from xent_bench.harness.timing import (
     Rounds,
@@ -410,7 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     task = json.loads(Path(argv[0]).read_text())
     np.seterr(all="ignore")  # overflow in an unstable variant is a finding, not a warning
-    return run_task(task)
+    try:
+        return run_task(task)
+    except RecordWriteError as exc:
+        # The run folder cannot take another record (a full disk, say): say so and stop; the
+        # harness stops the run rather than start workers that cannot write either.
+        protocol.send_cell_error(CANNOT_WRITE, str(exc))
+        return 1
 
 
 if __name__ == "__main__":

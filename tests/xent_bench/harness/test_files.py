@@ -77,3 +77,21 @@ def test_reading_refuses_special_files_and_oversized_ones(tmp_path):
 ])
 def test_safe_names(name, safe):
     assert files.is_safe_name(name) is safe
+
+
+def test_a_file_that_cannot_be_written_keeps_the_old_one_and_names_the_cause(tmp_path):
+    """A report rewritten on a full disk: WriteError naming the path and cause, the old file
+    whole, no temporary file left behind."""
+    import errno
+
+    path = tmp_path / "report.md"
+    path.write_text("the old report\n")
+
+    def full_disk(tmp):
+        tmp.write_text("half a rep")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(files.WriteError, match=r"cannot write .*report\.md: No space left"):
+        files.write_with(path, full_disk)
+    assert path.read_text() == "the old report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]

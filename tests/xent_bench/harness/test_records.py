@@ -185,3 +185,29 @@ def test_truncated_line_is_skipped_with_a_warning(tmp_path):
 def test_a_missing_file_has_no_records(tmp_path):
     assert load_records(tmp_path) == []
     assert repair_tail(tmp_path) is False
+
+
+def test_a_record_cut_off_by_a_full_disk_is_taken_back_and_named(tmp_path, monkeypatch):
+    """The disk fills up halfway through a line: the half is cut off again (the file ends at the
+    last whole record) and the error names the file and the cause."""
+    import errno
+
+    from xent_bench.harness import records as records_mod
+
+    append_record(tmp_path, _record())
+    before = (tmp_path / RECORDS).read_bytes()
+    real_write, calls = records_mod.os.write, []
+
+    def filling_up(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records_mod.os, "write", filling_up)
+    with pytest.raises(records_mod.RecordWriteError, match="No space left on device") as error:
+        append_record(tmp_path, _record(cell=_cell(n=16)))
+    assert str(tmp_path / RECORDS) in str(error.value) and error.value.errno == errno.ENOSPC
+    assert len(calls) == 2
+    assert (tmp_path / RECORDS).read_bytes() == before
+    assert len(load_records(tmp_path)) == 1

@@ -294,3 +294,42 @@ def test_cell_timeout_kills_a_cell_that_runs_too_long_and_the_run_goes_on(tmp_pa
     (rec,) = load_records(_run_folder(tmp_path))
     assert rec.status == "error"
     assert rec.error.startswith("worker timed out after 1 s in a cell and was killed"), rec.error
+
+
+def _limited_file_size(limit: int):
+    """preexec_fn: no file this process or its children write may grow past ``limit`` bytes
+    (writes beyond it fail with EFBIG, as on a full disk; SIGXFSZ ignored so they fail
+    rather than kill)."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limits here")
+def test_a_run_that_cannot_write_stops_with_one_line_and_loses_no_record(tmp_path):
+    """records.jsonl may hold two of the four records (meta.json, 3 KB, still fits): the run
+    stops at the third with one line and exit 2, the file ends at the second whole record,
+    and --resume without the limit measures the other two, each once."""
+    grid = ["--preset", "smoke", "--impl", "numpy/reference/*", "--no-progress"]
+    limited = subprocess.run(
+        [sys.executable, "-m", "xent_bench", "run", *grid, "--no-report",
+         "--results", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        preexec_fn=_limited_file_size(4500))
+    (run_dir,) = tmp_path.iterdir()
+    errors = [ln for ln in limited.stderr.splitlines() if ln.startswith("xent-bench: error")]
+    assert limited.returncode == 2, limited.stderr[-2000:]
+    assert len(errors) == 1 and "cannot write" in errors[0] and "records.jsonl" in errors[0]
+    assert f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in limited.stderr
+    text = (run_dir / "records.jsonl").read_text()
+    assert text.endswith("\n") and len(load_records(run_dir)) == 2  # no cut-off line
+    resumed = subprocess.run(
+        [sys.executable, "-m", "xent_bench", "run", "--resume", str(run_dir), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    keys = [cell_key(r.cell) for r in load_records(run_dir)]
+    assert len(keys) == 4 and len(set(keys)) == 4
