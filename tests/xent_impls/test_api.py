@@ -288,3 +288,14 @@ def test_an_unknown_device_is_refused_by_every_backend(framework, device):
     targets = np.array([0, 1]) if impl.form == "sparse" else np.eye(3, dtype=np.float32)[[0, 1]]
     with pytest.raises(ValueError, match=f"device {device!r} is not available"):
         xent_impls.evaluate(impl.id, logits, targets, device=device)
+
+
+@pytest.mark.parametrize("impl_id", ["jax/optax/sparse", "tensorflow/native/sparse"])
+def test_a_label_int32_cannot_hold_is_refused_not_wrapped(impl_id):
+    """These frameworks index with int32: 2**32 + 1 cast to int32 is class 1, a silently wrong
+    loss. Unchecked evaluate refuses it with the label named."""
+    if not xent_impls.framework_installed(impl_id.split("/")[0]):
+        pytest.skip(f"{impl_id.split('/')[0]} is not installed")
+    logits = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match="label 4294967297 does not fit in int32"):
+        xent_impls.evaluate(impl_id, logits, np.array([0, 2**32 + 1]))

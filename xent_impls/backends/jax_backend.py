@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from xent_impls.backends.int32_labels import as_int32
 from xent_impls.vocabulary import DEVICES
 
 FRAMEWORK = "jax"
@@ -52,9 +53,10 @@ def device_name(device: str) -> str:
 
 def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False):
     """``array`` on ``device``; integer labels become int32 (JAX's integer width with 64-bit
-    types disabled) unless ``keep_dtype``, where JAX itself decides (it stores int64 as int32)."""
+    types disabled), a label int32 cannot hold refused, unless ``keep_dtype``, where JAX itself
+    decides (it stores int64 as int32, wrapping)."""
     if np.issubdtype(array.dtype, np.integer) and not keep_dtype:
-        array = array.astype(np.int32)  # JAX's default integer width (x64 disabled)
+        array = as_int32(array, "JAX (64-bit types off)")
     return jax.device_put(array, _device(device))
 
 

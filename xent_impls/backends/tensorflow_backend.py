@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 
+from xent_impls.backends.int32_labels import as_int32
 from xent_impls.backends.tf_loader import keras, tf
 
 FRAMEWORK = "tensorflow"
@@ -52,14 +53,8 @@ def to_framework(array: np.ndarray, device: str, keep_dtype: bool = False) -> tf
     """``array`` as a tensor on ``device``; integer labels become int32 unless ``keep_dtype``
     (the behaviour probes hand over uint8 or int64 labels as they are)."""
     if np.issubdtype(array.dtype, np.integer) and not keep_dtype:
-        info = np.iinfo(np.int32)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            # A cast would wrap such a label to another class (2**32 + 1 -> 1) where
-            # TensorFlow itself refuses it.
-            bad = array[(array < info.min) | (array > info.max)].flat[0]
-            raise ValueError(f"label {int(bad)} does not fit in int32, which TensorFlow's "
-                             "sparse cross-entropy indexes with")
-        array = array.astype(np.int32)
+        # Refused, not wrapped to another class, where TensorFlow itself refuses it.
+        array = as_int32(array, "TensorFlow's sparse cross-entropy")
     with tf.device(_device(device)):
         return tf.identity(tf.constant(array))
 
