@@ -296,16 +296,17 @@ def test_cell_timeout_kills_a_cell_that_runs_too_long_and_the_run_goes_on(tmp_pa
     assert rec.error.startswith("worker timed out after 1 s in a cell and was killed"), rec.error
 
 
-def _limited_file_size(limit: int):
-    """preexec_fn: no file this process or its children write may grow past ``limit`` bytes
-    (writes beyond it fail with EFBIG, as on a full disk; SIGXFSZ ignored so they fail
-    rather than kill)."""
-    import resource
-
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
+def _with_file_size_limit(limit: int, *argv: str) -> list[str]:
+    """A command that runs ``python -m xent_bench ARGV`` where no file it or its children write
+    may grow past ``limit`` bytes: writes beyond it fail with EFBIG, as on a full disk (SIGXFSZ
+    ignored, so they fail rather than kill). Set in the child itself, not by a preexec_fn (a
+    fork of this multithreaded test process)."""
+    code = ("import resource, runpy, signal, sys; "
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            f"sys.argv = ['xent-bench', *{list(argv)!r}]; "
+            "runpy.run_module('xent_bench', run_name='__main__')")
+    return [sys.executable, "-c", code]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limits here")
@@ -315,10 +316,8 @@ def test_a_run_that_cannot_write_stops_with_one_line_and_loses_no_record(tmp_pat
     and --resume without the limit measures the other two, each once."""
     grid = ["--preset", "smoke", "--impl", "numpy/reference/*", "--no-progress"]
     limited = subprocess.run(
-        [sys.executable, "-m", "xent_bench", "run", *grid, "--no-report",
-         "--results", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        preexec_fn=_limited_file_size(4500))
+        _with_file_size_limit(4500, "run", *grid, "--no-report", "--results", str(tmp_path)),
+        cwd=REPO, capture_output=True, text=True, timeout=300)
     (run_dir,) = tmp_path.iterdir()
     errors = [ln for ln in limited.stderr.splitlines() if ln.startswith("xent-bench: error")]
     assert limited.returncode == 2, limited.stderr[-2000:]
