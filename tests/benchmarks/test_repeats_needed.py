@@ -24,6 +24,7 @@ def _run(tmp_path: Path, medians_per_repeat: dict[str, list[float]]) -> Path:
                          "cpu")
         for repeat, median in enumerate(medians):
             append_record(tmp_path, Record(run_id="r", cell=repeated(base, repeat), status="ok",
+                                           metrics={"median_s": median},
                                            raw={"times_s": [median] * 5, "clean": [True] * 5}))
     return tmp_path
 
@@ -60,6 +61,7 @@ def test_the_share_of_agreeing_speedups_vs_native_per_k(tmp_path, capsys):
         for repeat, factor in enumerate(per_repeat):
             times = [factor * MS] * 8
             append_record(tmp_path, Record(run_id="r", cell=repeated(base, repeat), status="ok",
+                                           metrics={"median_s": factor * MS},
                                            raw={"times_s": times, "clean": [True] * 8,
                                                 "block": [0, 0, 1, 1, 2, 2, 3, 3]}))
     assert _main()([str(tmp_path)]) == 0

@@ -21,9 +21,9 @@ import json
 import math
 from pathlib import Path
 
-from xent_bench.harness import floor, runner
+from xent_bench.harness import files, floor, runner
 from xent_bench.harness.cells import CELL_KEYS
-from xent_bench.harness.records import RECORDS, Record, append_record
+from xent_bench.harness.records import RECORDS, Record, append_record, oversized_int
 from xent_bench.harness.timing import Timing
 
 # extra_info keys that are labels (strings), not metrics.
@@ -195,10 +195,14 @@ def _ceilings(found: tuple[object, str], json_path: Path) -> dict | None:
 
 
 def _read(json_path: Path) -> dict:
+    files.check_readable(json_path, files.MAX_RECORDS_BYTES)  # a regular file, bounded
     try:
         data = json.loads(json_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"cannot read pytest-benchmark JSON {json_path}: {exc}") from None
+    oversized = oversized_int(data, "the file's")
+    if oversized:
+        raise ValueError(f"{json_path}: {oversized} is an integer beyond 64 bits")
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ValueError(f"{json_path} is not a pytest-benchmark JSON file (no 'benchmarks')")
     if not isinstance(data["benchmarks"], list):

@@ -35,12 +35,14 @@ from pathlib import Path
 
 from xent_bench.harness import files
 from xent_bench.harness.cells import cell_key
-from xent_impls.vocabulary import STATUSES
+from xent_impls.dtypes import DTYPES
+from xent_impls.vocabulary import DEVICES, FORMS, KINDS, PASSES, STATUSES
 
 RECORDS = "records.jsonl"
 SCHEMA_VERSION = 1
 # The cell keys every record's cell must carry (the others are optional: ``cells.cell_key``).
-REQUIRED_CELL_KEYS = ("kind", "impl", "n", "c", "dtype", "scale", "seed", "pass", "device")
+REQUIRED_CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "n", "c", "dtype", "scale",
+                      "seed", "pass", "device")
 # Cell keys that hold names: they become report lines, plot labels and table cells, so a
 # record from a shared folder may only put plain characters there (no markup, no newlines).
 TEXT_CELL_KEYS = ("kind", "impl", "framework", "form", "variant", "dtype", "pass", "device",
@@ -120,6 +122,51 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) or value is None
 
 
+# Integers of a record are at most 64-bit (what NumPy and pandas hold); the sizes of a case at
+# most 2**40 (rows or classes), so products such as bytes moved stay far inside int64.
+MAX_INT = 2**63 - 1
+MAX_DIMENSION = 2**40
+
+
+def oversized_int(value, where: str = "record") -> str | None:
+    """The place of the first integer outside int64 anywhere in ``value``, or None."""
+    stack = [(where, value)]
+    while stack:
+        place, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            return place
+        if isinstance(item, dict):
+            stack.extend((f"{place} {k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{place}[{i}]", v) for i, v in enumerate(item))
+    return None
+
+
+def _is_finite_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _check_cell_words(cell: dict) -> None:
+    """The cell's words are the suite's: kind, dtype, pass, device and form from the
+    vocabulary, and framework / variant / form those of its implementation id."""
+    for key, known in (("kind", KINDS), ("dtype", tuple(DTYPES)), ("pass", PASSES),
+                       ("device", DEVICES)):
+        if cell[key] not in known:
+            raise ValueError(f"record cell {key} must be one of {', '.join(known)}, got "
+                             f"{str(cell[key])[:80]!r}")
+    parts = str(cell["impl"]).split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"record cell impl must be framework/variant/form, got "
+                         f"{str(cell['impl'])[:80]!r}")
+    for key, part in zip(("framework", "variant", "form"), parts, strict=True):
+        if cell[key] != part:
+            raise ValueError(f"record cell {key} {str(cell.get(key))[:80]!r} is not that of "
+                             f"its implementation {cell['impl']!r}")
+    if parts[2] not in FORMS:
+        raise ValueError(f"record cell form must be one of {', '.join(FORMS)}, got {parts[2]!r}")
+
+
 def validate(record: Record) -> None:
     """``ValueError`` naming the first field of ``record`` that breaks the schema."""
     schema = record.schema
@@ -134,6 +181,9 @@ def validate(record: Record) -> None:
     missing = [k for k in REQUIRED_CELL_KEYS if k not in record.cell]
     if missing:
         raise ValueError(f"record cell lacks {', '.join(missing)}")
+    oversized = oversized_int(record.to_json())
+    if oversized:
+        raise ValueError(f"{oversized} is an integer beyond 64 bits")
     for k in TEXT_CELL_KEYS:
         v = record.cell.get(k)
         if v is not None and (not isinstance(v, str) or CELL_TEXT.fullmatch(v) is None):
@@ -143,6 +193,13 @@ def validate(record: Record) -> None:
         v = record.cell[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"record cell {k} must be a non-negative integer, got {v!r}")
+    for k in ("n", "c"):
+        if record.cell[k] > MAX_DIMENSION:
+            raise ValueError(f"record cell {k} must be at most 2**40, got {record.cell[k]}")
+    if not _is_finite_number(record.cell["scale"]):
+        raise ValueError(f"record cell scale must be a finite number, got "
+                         f"{str(record.cell['scale'])[:80]!r}")
+    _check_cell_words(record.cell)
     if record.status not in STATUSES:
         raise ValueError(f"record status must be one of {', '.join(STATUSES)}, got "
                          f"{record.status!r}")
@@ -155,6 +212,15 @@ def validate(record: Record) -> None:
     for name, value in record.metrics.items():
         if not _is_number(value):
             raise ValueError(f"record metric {name!r} must be a number or null, got {value!r}")
+    if record.status == "ok" and record.cell["kind"] == "timing":
+        # what every timing table ranks by and divides by
+        median = record.metrics.get("median_s")
+        if not (_is_finite_number(median) and median >= 0):
+            raise ValueError(f"a timing record of status ok needs a finite non-negative "
+                             f"median_s, got {median!r}")
+        rounds = record.metrics.get("rounds")
+        if rounds is not None and not (_is_finite_number(rounds) and rounds >= 0):
+            raise ValueError(f"record metric 'rounds' must be a finite count, got {rounds!r}")
     times = record.raw.get("times_s")
     if times is not None and not (isinstance(times, list) and all(
             isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
@@ -211,13 +277,13 @@ def load_records(run_dir: Path) -> list[Record]:
         return []
     files.check_readable(path, files.MAX_RECORDS_BYTES)
     records = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:  # bad bytes: a malformed line
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[... a line deep
                 warnings.warn(
                     f"{path}:{lineno}: skipping a truncated or malformed record "
                     f"({len(line)} bytes: {line[:60]!r}...)",

@@ -12,6 +12,7 @@ the remaining cells. ``resume`` re-runs only the cells that have no record.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -133,7 +134,38 @@ def read_meta(run_dir: Path) -> dict:
                          f"128), got {str(meta.get('run_id'))[:80]!r}")
     if not isinstance(meta.get("kind"), str):
         raise ValueError(f"{path}: kind must be a string, got {meta.get('kind')!r}")
+    _check_meta_fields(meta, path)
     return meta
+
+
+# The kind of value each field of meta.json holds, where present (null allowed); the reports
+# read them all. A field of another kind is refused with the field named.
+META_FIELDS: dict[str, tuple[type, ...]] = {
+    "preset": (str,), "device": (str,), "threads": (int,), "threads_rule": (str,),
+    "pinning": (str,), "load_average_start": (int, float), "allocator": (str,),
+    "budget_s": (int, float), "min_rounds": (int,), "max_rounds": (int,), "repeats": (int,),
+    "machine": (dict,), "notes": (list,), "cells": (list,), "ceilings": (dict,),
+}
+
+
+def _check_meta_fields(meta: dict, path: Path) -> None:
+    for key, kinds in META_FIELDS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        # bool is an int in Python, never a count here; an integer beyond 64 bits neither
+        wrong = (isinstance(value, bool) or not isinstance(value, kinds)
+                 or (isinstance(value, int) and abs(value) > 2**63 - 1)
+                 or (isinstance(value, float) and not math.isfinite(value)))
+        if wrong:
+            raise ValueError(f"{path}: {key} must be {' or '.join(k.__name__ for k in kinds)}, "
+                             f"got {str(value)[:80]!r}")
+    for key, item_kind in (("cells", dict), ("notes", str)):
+        items = meta.get(key) or []
+        bad = next((i for i, item in enumerate(items) if not isinstance(item, item_kind)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: {key}[{bad}] must be {item_kind.__name__}, got "
+                             f"{str(items[bad])[:80]!r}")
 
 
 def ceilings_of_repeat(meta: dict, repeat: int) -> dict[str, dict]:

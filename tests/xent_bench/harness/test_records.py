@@ -61,14 +61,14 @@ def test_round_trip_to_json_and_back():
 
 
 def test_round_trip_through_a_file_keeps_nan_and_order(tmp_path):
-    first = _record(metrics={"median_s": math.nan})
+    first = _record(metrics={"median_s": 1e-3, "loss_err_eps": math.nan})
     second = _record(cell=_cell(n=16), status="error", error="RuntimeError: boom", metrics={},
                      raw={})
     append_record(tmp_path, first)
     append_record(tmp_path, second)
     loaded = load_records(tmp_path)
     assert [r.key for r in loaded] == [first.key, second.key]
-    assert math.isnan(loaded[0].metrics["median_s"])
+    assert math.isnan(loaded[0].metrics["loss_err_eps"])
     assert loaded[1] == second
     assert finished_keys(loaded) == {first.key, second.key}
 
@@ -79,7 +79,7 @@ def test_a_line_without_schema_is_version_1():
     rec = Record.from_json(data)
     assert rec.schema == 1
     # Optional fields may be absent too (written before they existed).
-    minimal = {"run_id": "old", "cell": _cell(), "status": "ok"}
+    minimal = {"run_id": "old", "cell": _cell(), "status": "error"}
     rec = Record.from_json(minimal)
     assert (rec.metrics, rec.labels, rec.raw, rec.env, rec.error) == ({}, {}, {}, {}, None)
 
@@ -211,3 +211,30 @@ def test_a_record_cut_off_by_a_full_disk_is_taken_back_and_named(tmp_path, monke
     assert len(calls) == 2
     assert (tmp_path / RECORDS).read_bytes() == before
     assert len(load_records(tmp_path)) == 1
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"metrics": {}}, "needs a finite non-negative median_s"),
+    ({"metrics": {"median_s": math.nan}}, "needs a finite non-negative median_s"),
+    ({"metrics": {"median_s": 1e-3, "rounds": math.inf}}, "'rounds' must be a finite count"),
+    ({"cell": _cell(n=10**400)}, "cell n is an integer beyond 64 bits"),
+    ({"cell": _cell(c=2**41)}, "cell c must be at most 2\\*\\*40"),
+    ({"env": {"threads": 10**30}}, "env threads is an integer beyond 64 bits"),
+    ({"raw": {"times_s": [10**400]}}, "raw times_s\\[0\\] is an integer beyond 64 bits"),
+    ({"cell": _cell(framework="jax")}, "cell framework 'jax' is not that of its implementation"),
+    ({"cell": _cell(dtype=None)}, "cell dtype must be one of"),
+    ({"cell": _cell(**{"pass": None})}, "cell pass must be one of"),
+    ({"cell": _cell(scale=[1])}, "cell scale must be a finite number"),
+    ({"cell": _cell(impl="torch-native")}, "impl must be framework/variant/form"),
+])
+def test_a_record_the_reports_cannot_use_is_refused_with_the_field_named(changes, match):
+    with pytest.raises(ValueError, match=match):
+        Record.from_json(_record(**changes).to_json())
+
+
+def test_a_line_nested_too_deep_for_json_is_skipped_with_a_warning(tmp_path):
+    append_record(tmp_path, _record())
+    with open(tmp_path / RECORDS, "a") as fh:
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.warns(TruncatedRecordWarning):
+        assert len(load_records(tmp_path)) == 1

@@ -20,9 +20,9 @@ PLUGINS = REPO / "tests" / "plugins"  # protocol_worker.py: a scripted stand-in 
 
 
 def _cell(impl: str, n: int) -> dict:
-    framework = impl.split("/")[0]
-    return {"kind": "timing", "impl": impl, "framework": framework, "form": "sparse",
-            "variant": "native", "n": n, "c": 10, "dtype": "float32", "scale": 1.0, "seed": 0,
+    framework, variant, form = impl.split("/")
+    return {"kind": "timing", "impl": impl, "framework": framework, "form": form,
+            "variant": variant, "n": n, "c": 10, "dtype": "float32", "scale": 1.0, "seed": 0,
             "pass": "forward", "device": "cpu", "probe": ""}
 
 
