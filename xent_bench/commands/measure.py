@@ -22,6 +22,7 @@ from xent_bench.commands.options import (
 )
 from xent_bench.harness import runner
 from xent_bench.harness.presets import build_cells, get_preset
+from xent_bench.harness.records import load_records
 
 
 def add_parsers(sub) -> None:
@@ -40,6 +41,7 @@ def command(args) -> int:
     if args.resume is not None:
         with usage_errors():
             meta = runner.read_meta(args.resume)
+            load_records(args.resume)  # a folder of more records than a run may hold: one line
         run_dir = runner.run_cells(meta["cells"], args.resume, meta, progress=not args.no_progress,
                                    cell_timeout_s=_cell_timeout(args))
     else:
@@ -72,6 +74,8 @@ def command(args) -> int:
             raise UsageError(f"--budget must be a positive number of seconds, got {budget:g}")
         if device == "cuda":
             require_device(device, sorted({c["framework"] for c in cells}))
+        with usage_errors():
+            runner.check_grid_size(cells, repeats)
         run_dir = runner.start_run(
             kind, cells, results=args.results, device=device, threads=threads,
             allocator=args.allocator,

@@ -281,6 +281,9 @@ def load_records(run_dir: Path) -> list[Record]:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            if len(records) >= files.MAX_RECORDS:
+                raise ValueError(f"{path} holds more than {files.MAX_RECORDS} records, more "
+                                 "than a run folder may hold; refusing to read it")
             try:
                 data = json.loads(line)
             except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[... a line deep

@@ -297,12 +297,20 @@ def new_meta(kind: str, *, device: str, threads: int, allocator: str, budget_s: 
     }
 
 
+def check_grid_size(cells: list[dict], repeats: int) -> None:
+    """``ValueError`` for a grid whose records would not fit in one run folder."""
+    if len(cells) * repeats > files.MAX_RECORDS:
+        raise ValueError(f"{len(cells)} cells x {repeats} repeats would be more than the "
+                         f"{files.MAX_RECORDS} records a run folder may hold; narrow the grid")
+
+
 def start_run(kind: str, cells: list[dict], *, results: Path, device: str, threads: int,
               allocator: str, budget_s: float, min_rounds: int, max_rounds: int,
               preset: str | None, notes: list[str], progress: bool = True,
               threads_rule: str | None = None, repeats: int = 1,
               cell_timeout_s: float = CELL_TIMEOUT_S) -> Path:
     """Create a run folder under ``results`` for ``cells``, measure them, return the folder."""
+    check_grid_size(cells, repeats)
     meta = new_meta(kind, device=device, threads=threads, allocator=allocator, budget_s=budget_s,
                     min_rounds=min_rounds, max_rounds=max_rounds, preset=preset, cells=cells,
                     notes=notes, threads_rule=threads_rule, repeats=repeats)

@@ -173,3 +173,46 @@ def test_a_pytest_benchmark_file_with_a_field_of_the_wrong_kind(tmp_path, capsys
     if code == 2:
         assert len([ln for ln in err.splitlines() if ln.startswith("xent-bench: error:")]) == 1
     assert {p.name for p in tmp_path.iterdir()} <= {"bench.json", "results"}
+
+
+def test_a_folder_of_more_records_than_a_run_may_hold_is_refused_at_once(tmp_path, capsys,
+                                                                       monkeypatch):
+    """10**5 small records made a report take gigabytes; past files.MAX_RECORDS the folder is
+    refused with one line (the limit lowered here, so the test stays small)."""
+    from xent_bench.harness import files
+
+    monkeypatch.setattr(files, "MAX_RECORDS", 50)
+    meta = _meta()
+    lines = [_dumps(_record(meta, n=8 + i)) for i in range(51)]
+    code, err, run = _report(tmp_path, meta, lines, capsys)
+    assert code == 2 and "holds more than 50 records" in err and "Traceback" not in err
+    assert not (run / "report.md").exists()
+
+
+def test_a_grid_of_more_cells_than_a_run_may_hold_is_refused_before_it_starts(tmp_path,
+                                                                            monkeypatch):
+    from xent_bench.harness import files
+
+    monkeypatch.setattr(files, "MAX_RECORDS", 3)
+    with pytest.raises(ValueError, match="2 cells x 2 repeats would be more than the 3"):
+        runner.start_run("timing", [_cell(), _cell() | {"pass": "forward_backward"}],
+                         results=tmp_path, device="cpu", threads=1, allocator="default",
+                         budget_s=0.1, min_rounds=1, max_rounds=5, preset="smoke", notes=[],
+                         repeats=2)
+    assert not any(tmp_path.iterdir())
+
+
+def test_resuming_a_folder_of_more_records_than_a_run_may_hold_is_one_line(tmp_path, capsys,
+                                                                         monkeypatch):
+    from xent_bench.harness import files
+
+    monkeypatch.setattr(files, "MAX_RECORDS", 50)
+    meta = _meta()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "meta.json").write_text(_dumps(meta))
+    (run / "records.jsonl").write_text(
+        "".join(_dumps(_record(meta, n=8 + i)) + "\n" for i in range(51)))
+    code = main(["run", "--resume", str(run), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds more than 50 records" in err and "Traceback" not in err
