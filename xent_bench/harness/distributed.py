@@ -147,9 +147,8 @@ def launch_failure(outcome: Outcome) -> Failure | None:
     fate, the cause first (``_failure_message``); ``oom`` when a rank ran out of memory."""
     if outcome.ok:
         return None
-    for error in outcome.cell_errors.values():
-        if error.get("status") == CANNOT_WRITE:
-            return Failure(outcome.current, CANNOT_WRITE, str(error.get("error")))
+    if outcome.write_error is not None:
+        return Failure(outcome.current, CANNOT_WRITE, outcome.write_error)
     message = _failure_message(outcome.codes, outcome.cell_errors, outcome.timed_out,
                                outcome.timeout_s, outcome.tails, outcome.phase)
     oom = any(e.get("status") == "oom" for e in outcome.cell_errors.values())

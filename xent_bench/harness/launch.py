@@ -33,6 +33,7 @@ from pathlib import Path
 from xent_bench.harness import child, protocol
 from xent_bench.harness.cells import describe
 from xent_bench.harness.progress import Progress
+from xent_bench.harness.records import CANNOT_WRITE
 
 WORKER_LOG = "workers.log"
 CHILD_MODULE = "xent_bench.harness.child"
@@ -176,6 +177,15 @@ class Outcome:
     def ok(self) -> bool:
         return (not self.timed_out and all(code == 0 for code in self.codes)
                 and self.finished)
+
+    @property
+    def write_error(self) -> str | None:
+        """The message of a process that could not write the run folder (``CELL_ERROR`` with
+        status ``cannot_write``), or None."""
+        for error in self.cell_errors.values():
+            if error.get("status") == CANNOT_WRITE:
+                return str(error.get("error"))
+        return None
 
     @property
     def phase(self) -> str:

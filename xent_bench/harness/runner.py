@@ -23,10 +23,10 @@ from xent_bench.harness import files, floor, provenance
 from xent_bench.harness.cells import repeated
 from xent_bench.harness.launch import Launch, Outcome, describe_exit, watch
 from xent_bench.harness.progress import Progress
-from xent_bench.harness.records import CANNOT_WRITE, Record
+from xent_bench.harness.records import CANNOT_WRITE, MAX_INT, Record
 from xent_bench.harness.run_loop import Failure, pending, repair, run_groups
 from xent_bench.harness.threads import load_average, pick_cpus, pin_rule
-from xent_bench.harness.worker import case_groups
+from xent_bench.harness.worker import interleaved_indices
 
 META = "meta.json"
 
@@ -74,9 +74,8 @@ def worker_failure(outcome: Outcome) -> Failure | None:
     """The failure of a framework worker's launch, or None when it finished."""
     if outcome.ok:
         return None
-    for error in outcome.cell_errors.values():
-        if error.get("status") == CANNOT_WRITE:
-            return Failure(outcome.current, CANNOT_WRITE, str(error.get("error")))
+    if outcome.write_error is not None:
+        return Failure(outcome.current, CANNOT_WRITE, outcome.write_error)
     code = outcome.codes[0]
     if outcome.timed_out:
         phase = "during start-up" if outcome.current is None else "in a cell"
@@ -92,13 +91,6 @@ def worker_failure(outcome: Outcome) -> Failure | None:
     return Failure(outcome.current, "error", f"worker {why}" + (f": {detail}" if detail else ""))
 
 
-def interleaved(cells: list[dict]) -> set[int]:
-    """Indices of the cells a framework worker measures in interleaved blocks, and so announces
-    twice (``worker.run_task``: every case of more than one timing cell)."""
-    return {index for group in case_groups(cells)
-            if len(group) > 1 and group[0][1]["kind"] == "timing" for index, _ in group}
-
-
 def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progress,
                cell_timeout_s: float, cpus: list[int] | None = None,
                startup_label: str | None = None) -> Outcome:
@@ -107,7 +99,7 @@ def run_worker(task: dict, run_dir: Path, env: dict, name: str, progress: Progre
     launch = Launch(WORKER_MODULE, task, [env], run_dir, name, cpus=cpus)
     return watch(launch, task["cells"], progress, cell_timeout_s,
                  max(cell_timeout_s, STARTUP_TIMEOUT_S), startup_label=startup_label,
-                 announced_twice=interleaved(task["cells"]))
+                 announced_twice=interleaved_indices(task["cells"]))
 
 
 def write_meta(run_dir: Path, meta: dict) -> None:
@@ -155,7 +147,7 @@ def _check_meta_fields(meta: dict, path: Path) -> None:
             continue
         # bool is an int in Python, never a count here; an integer beyond 64 bits neither
         wrong = (isinstance(value, bool) or not isinstance(value, kinds)
-                 or (isinstance(value, int) and abs(value) > 2**63 - 1)
+                 or (isinstance(value, int) and abs(value) > MAX_INT)
                  or (isinstance(value, float) and not math.isfinite(value)))
         if wrong:
             raise ValueError(f"{path}: {key} must be {' or '.join(k.__name__ for k in kinds)}, "

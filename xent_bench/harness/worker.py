@@ -332,6 +332,19 @@ def case_groups(cells: list[dict]) -> list[list[tuple[int, dict]]]:
     return list(groups.values())
 
 
+def is_interleaved(group: list[tuple[int, dict]]) -> bool:
+    """Whether a case group (:func:`case_groups`) is measured in interleaved blocks: more than
+    one timing cell of one case. Each of its cells is announced twice, at its set-up and as it
+    is finished after the blocks."""
+    return len(group) > 1 and group[0][1]["kind"] == "timing"
+
+
+def interleaved_indices(cells: list[dict]) -> set[int]:
+    """Indices of the cells of ``cells`` that :func:`run_task` measures in interleaved
+    blocks."""
+    return {index for group in case_groups(cells) if is_interleaved(group) for index, _ in group}
+
+
 MEASURE = {"agreement": measure_agreement, "timing": measure_timing,
            "behaviour": behaviour.measure_behaviour, "semantics": behaviour.measure_semantics}
 
@@ -377,7 +390,7 @@ def run_task(task: dict) -> int:
     gc.freeze()
     deferred = []  # timing cells that came out contended: measured again at the end
     for group in case_groups(task["cells"]):
-        if len(group) > 1 and group[0][1]["kind"] == "timing":
+        if is_interleaved(group):
             results = measure_interleaved(group, task, env)
         else:
             results = []

@@ -752,13 +752,11 @@ def fastest_per_framework(cells: pd.DataFrame) -> pd.DataFrame:
 def choice_rows(cells: pd.DataFrame) -> list[dict]:
     """One row per size, dtype and pass: the fastest of the :func:`usable_cells`, its time,
     % of limit and peak extra memory, and each other framework's fastest."""
-    usable = usable_cells(cells)
     rows = []
-    for (n, c, dtype, pass_), group in case_groups(usable):
-        group = group.sort_values(["median_s", "impl"], kind="stable")
-        best = group.iloc[0]
-        others = [g.iloc[0] for _, g in group.groupby("framework", sort=False)
-                  if g.iloc[0]["framework"] != best["framework"]]
+    for (n, c, dtype, pass_), group in case_groups(fastest_per_framework(cells)):
+        # each framework's fastest, fastest first: the first is the one to use
+        best, *others = (r for _, r in group.sort_values(["median_s", "impl"],
+                                                         kind="stable").iterrows())
         rows.append({
             "case": f"{fmt_size(n, c)} {dtype} {PASS_SHORT.get(pass_, pass_)}",
             "use": best["impl"], "median ms": fmt_num(best["median_s"] * 1e3),

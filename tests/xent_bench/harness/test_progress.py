@@ -14,7 +14,7 @@ import pytest
 from xent_bench.harness import progress as progress_module
 from xent_bench.harness.launch import Launch, watch
 from xent_bench.harness.progress import Progress, clock
-from xent_bench.harness.runner import interleaved
+from xent_bench.harness.worker import interleaved_indices
 
 REPO = Path(__file__).resolve().parents[3]
 PLUGINS = REPO / "tests" / "plugins"  # protocol_worker.py: a scripted stand-in worker
@@ -269,8 +269,8 @@ def _watch(tmp_path, script, twice) -> Recording:
 
 
 def test_runner_knows_which_cells_are_announced_twice():
-    assert interleaved(CELLS) == {0, 1}
-    assert interleaved(CELLS[2:]) == set()
+    assert interleaved_indices(CELLS) == {0, 1}
+    assert interleaved_indices(CELLS[2:]) == set()
 
 
 def test_interleaved_cells_are_counted_after_their_blocks(tmp_path):
@@ -278,7 +278,7 @@ def test_interleaved_cells_are_counted_after_their_blocks(tmp_path):
     # finished; then the agreement cell and the last one, announced once each.
     script = [["start", 0], ["start", 1], ["start", 0], ["start", 1], ["start", 2],
               ["start", 3], ["finished"]]
-    events = _watch(tmp_path, script, interleaved(CELLS)).events
+    events = _watch(tmp_path, script, interleaved_indices(CELLS)).events
     assert events == ["startup torch-1: starting", "start", "start",  # the set-ups
                       "start",  # the blocks are over: cell 0 is being finished
                       "advance", "start",  # cell 0 is finished, cell 1 is being finished
