@@ -48,12 +48,11 @@ class Case:
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
 # What a size is often typed with instead of "NxC": another separator (1024*32000, 1024,32000,
 # 1024 32000, 1024×32000, 1024by32000), digit groups (32_000, 32,000 after the x) or a letter
 # O for a zero.
 _SEPARATOR = re.compile(r"^\s*([\dOo_]+)\s*(?:[*×,:/ ]|by)\s*([\dOo_,]+)\s*$")
+_SIZE_LOOSE = re.compile(r"^\s*([\dOo_,]+)\s*[xX]\s*([\dOo_,]+)\s*$")
 
 
 def size_guess(text: str) -> str | None:
@@ -69,9 +68,6 @@ def size_guess(text: str) -> str | None:
         return None
     guess = f"{int(n)}x{int(c)}"
     return guess if guess != text.strip() else None
-
-
-_SIZE_LOOSE = re.compile(r"^\s*([\dOo_,]+)\s*[xX]\s*([\dOo_,]+)\s*$")
 
 
 def parse_size(text: str) -> tuple[int, int]:
